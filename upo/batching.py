@@ -1,0 +1,89 @@
+"""Tokenisation of preference pairs and the collator that stacks [chosen; rejected] for one forward.
+
+Truncation follows the DPO repository's convention: if prompt + longest response exceeds
+``max_length``, first keep only the last ``max_prompt_length`` prompt tokens, then cut responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from upo.logps import IGNORE_INDEX, pad_right
+
+
+def format_prompt(tokenizer, messages: list[dict]) -> str:
+    """Render chat ``messages`` with the tokenizer's chat template, ready for the assistant turn."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat_template; "
+            "every model in upo.models ships one"
+        )
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+@dataclass
+class TokenizedPair:
+    prompt_ids: list[int]
+    chosen_ids: list[int]  # response tokens only, ending with EOS
+    rejected_ids: list[int]
+    truncated: bool
+
+
+def encode_response(tokenizer, text: str) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids + [tokenizer.eos_token_id]
+
+
+def tokenize_pair(
+    tokenizer,
+    messages: list[dict],
+    chosen: str,
+    rejected: str,
+    max_length: int,
+    max_prompt_length: int,
+) -> TokenizedPair:
+    """Tokenise one pair under the DPO truncation rule (prompt first, then responses)."""
+    prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
+    chosen_ids = encode_response(tokenizer, chosen)
+    rejected_ids = encode_response(tokenizer, rejected)
+    truncated = False
+    longest = max(len(chosen_ids), len(rejected_ids))
+    if len(prompt_ids) + longest > max_length:
+        truncated = True
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    budget = max_length - len(prompt_ids)
+    if longest > budget:
+        truncated = True
+        chosen_ids, rejected_ids = chosen_ids[:budget], rejected_ids[:budget]
+    return TokenizedPair(prompt_ids, chosen_ids, rejected_ids, truncated)
+
+
+def sequence_and_labels(prompt_ids: list[int], response_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Full sequence and its labels (prompt positions masked)."""
+    return prompt_ids + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
+
+
+def collate_pairs(pairs: list[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Stack chosen then rejected sequences into one batch.
+
+    Returns:
+        ``input_ids``, ``attention_mask``, ``labels``: (2B, T), rows [0, B) chosen, [B, 2B) rejected;
+        ``prompt_last_index``: (2B,) position of the last prompt token (for the value head).
+    """
+    sequences, labels, prompt_last = [], [], []
+    for side in ("chosen_ids", "rejected_ids"):
+        for pair in pairs:
+            ids, lab = sequence_and_labels(pair.prompt_ids, getattr(pair, side))
+            sequences.append(ids)
+            labels.append(lab)
+            prompt_last.append(len(pair.prompt_ids) - 1)
+    input_ids = pad_right(sequences, pad_token_id)
+    attention_mask = pad_right([[1] * len(s) for s in sequences], 0)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": pad_right(labels, IGNORE_INDEX),
+        "prompt_last_index": torch.tensor(prompt_last, dtype=torch.long),
+    }
