@@ -1,0 +1,46 @@
+"""``python -m upo <subcommand> ...``: one entry point; each subcommand lives in its own module.
+
+The table maps a subcommand to ``module:function``; the function takes ``argv`` (list of str) and
+returns an exit code. Modules are imported lazily so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "data-report": ("upo.data:main_data_report", "count parsed and malformed rows of a dataset"),
+    "prepare-data": ("upo.data:main_prepare", "load, validate, score and split a preference dataset"),
+    "prepare-model": ("upo.models:main_prepare_model", "write a model of the table as an HF folder"),
+    "generate-default-data": ("upo.default_data:main", "build the shipped default testbed"),
+    "train": ("upo.train_offline:main", "offline training (SFT, DPO, UPO, relabelled DPO) from run.yaml"),
+    "ref-logps": ("upo.train_offline:main_ref_logps", "cache reference log-probs of a split"),
+    "train-rm": ("upo.reward_model:main", "train a Bradley-Terry reward model from run.yaml"),
+    "train-ppo": ("upo.ppo:main", "online RLHF-PPO from run.yaml"),
+    "generate": ("upo.generation:main", "sample responses to held-out prompts for a run"),
+    "evaluate": ("upo.evaluate:main", "judge win rate, aux metrics, KL and lm-eval tasks of a run"),
+    "aggregate": ("upo.aggregate:main", "collect metrics.json files into the tidy table and frontier"),
+    "plot": ("upo.plotting:main", "frontier, reward-vs-KL and cost plots from the tidy table"),
+    "write-run-config": ("upo.sweeps:main_write_run_config", "resolve one run's run.yaml"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: python -m upo <subcommand> [args]\n\nsubcommands:")
+        for name, (_, help_text) in COMMANDS.items():
+            print(f"  {name:<24}{help_text}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown subcommand {name!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, function_name = COMMANDS[name][0].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return int(function(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
