@@ -1,11 +1,24 @@
 """Registry of pure losses. Importing this package registers every loss module.
 
-One name per concept: ``beta`` is the KL-regularisation strength (DPO, IPO, PPO's KL penalty);
-``label_smoothing`` is cDPO's epsilon; ``aux_weight`` is UPO's lambda; ``tau`` the expectile;
-``eta`` the advantage temperature.
+One name per concept across the codebase:
+
+=================  ==========================================================================
+``beta``           KL-regularisation strength (DPO, IPO where it plays tau's role, PPO's KL)
+``label_smoothing``  cDPO's epsilon (probability a label is flipped)
+``aux_weight``     UPO's lambda, the weight of the auxiliary term (``w~`` in run paths)
+``tau``            expectile of UPO's value regression
+``eta``            temperature of UPO's advantage weights
+=================  ==========================================================================
 """
 
+from upo.losses import dpo, relabel, sft  # noqa: F401  (registration)
+from upo.losses import upo as upo_objective  # noqa: F401
 from upo.losses.base import LOSSES, LossInputs, LossOutput, LossSpec, get_loss, register_loss
+
+try:  # owned by the RLHF module; registered when present
+    from upo.losses import ppo, reward  # noqa: F401
+except ImportError:  # pragma: no cover - only while that module is being written
+    pass
 
 __all__ = ["LOSSES", "LossInputs", "LossOutput", "LossSpec", "available", "get_loss", "register_loss"]
 

@@ -5,6 +5,7 @@ defaults are the single source of its hyperparameter defaults, and ``get_loss`` 
 kwargs against the signature, so a typo fails when the config is validated, not mid-run.
 
 Needs a loss can declare (the trainer loads only these):
+    ``rejected``    the rejected response is forwarded too (every pairwise loss; not SFT)
     ``reference``   cached reference log-probs of the pair
     ``aux_rewards`` weighted, normalised auxiliary rewards of both responses
     ``value``       the value head's prediction V(x) at the last prompt token (UPO)
@@ -22,7 +23,7 @@ import torch
 
 from upo.registry import Registry
 
-NEEDS = frozenset({"reference", "aux_rewards", "value", "token_logps", "rewards"})
+NEEDS = frozenset({"rejected", "reference", "aux_rewards", "value", "token_logps", "rewards"})
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,13 @@ class LossInputs:
 
 @dataclass
 class LossOutput:
-    """``loss``: (B,) per-example loss, the trainer averages it. ``metrics``: detached scalars/(B,)."""
+    """``loss``: (B,) per-example policy loss (the trainer averages it); ``metrics``: detached."""
 
     loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Losses of other parameter groups (UPO's value head): (B,) each, added to the objective by the
+    # trainer. Their inputs are detached from the policy, so they never move the policy's weights.
+    side_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

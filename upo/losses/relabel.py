@@ -1,0 +1,41 @@
+"""The naive baseline a user tries first: DPO on pairs re-labelled by a combined reward."""
+
+from __future__ import annotations
+
+import torch
+
+from upo.losses.base import LossInputs, LossOutput, register_loss, require
+from upo.losses.dpo import implicit_reward_metrics, preference_logits, sigmoid_preference_loss
+
+
+@register_loss("relabel_dpo", needs={"rejected", "reference", "aux_rewards", "rewards"})
+def relabel_dpo_loss(
+    inputs: LossInputs,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    aux_weight: float = 1.0,
+) -> LossOutput:
+    """DPO (Rafailov et al. 2023, Eq. 7) on labels re-decided by s(y) = p(y) + aux_weight * r_aux(y).
+
+    p(y) is the per-response preference score (the data's gold oracle, z-scored on the training set,
+    or +-0.5 from the binary label when the data has none); r_aux the weighted, normalised auxiliary
+    reward. Where s(y_l) > s(y_w) the pair is flipped: the loss is -log sigmoid(-beta z). Ties keep
+    the original label.
+
+    Args: policy/reference logps (B,), ``chosen_rewards``/``rejected_rewards`` (B,) preference
+        scores, ``aux_{chosen,rejected}_rewards`` (B,).
+    Returns: (B,) losses; metrics include ``relabel/flipped`` (1 where the label was flipped).
+    """
+    chosen_scores, rejected_scores, aux_chosen, aux_rejected = require(
+        inputs, "chosen_rewards", "rejected_rewards", "aux_chosen_rewards", "aux_rejected_rewards"
+    )
+    combined_chosen = chosen_scores + aux_weight * aux_chosen
+    combined_rejected = rejected_scores + aux_weight * aux_rejected
+    flipped = combined_rejected > combined_chosen  # (B,) bool
+    sign = torch.where(flipped, -1.0, 1.0).to(combined_chosen.dtype)
+    logits = sign * preference_logits(inputs)
+    losses = sigmoid_preference_loss(logits, beta, label_smoothing)
+    metrics = implicit_reward_metrics(inputs, beta)
+    metrics["relabel/flipped"] = flipped.to(losses.dtype)
+    return LossOutput(losses, metrics)
