@@ -1,0 +1,332 @@
+"""Evaluation of one run: win rate, auxiliary rewards, length, KL, lm-eval tasks -> metrics.json.
+
+``python -m upo evaluate RUN_DIR`` (or :func:`evaluate_run`) needs ``RUN_DIR/generations.jsonl``
+from ``python -m upo generate RUN_DIR``. It writes two files atomically:
+
+- ``metrics.json``: one object validating against ``workflow/schemas/metrics.schema.yaml`` (the
+  contract with ``upo.aggregate``): win rate (AlpacaEval, ``upo.judges``), auxiliary reward means
+  in [0, 1] (``upo.rewards``), response length, sequence KL(policy || reference) on the policy's own
+  samples, lm-eval task scores (``upo.lmeval``), training cost, and a provenance manifest.
+- ``scores.jsonl``: per prompt ``{"id", "preference", "aux", "kl"}``, for paired bootstraps.
+
+The ``eval:`` section of run.yaml is typed by :class:`EvalConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, write_jsonl
+from upo.strict import ConfigError, from_dict, to_dict
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
+# Packages whose versions go into every manifest (those installed).
+MANIFEST_PACKAGES = (
+    "torch", "transformers", "tokenizers", "peft", "trl", "accelerate", "alpaca_eval", "lm_eval",
+    "datasets", "textstat", "vaderSentiment", "alt-profanity-check", "numpy", "pandas",
+)
+
+
+@dataclass
+class EvalConfig:
+    """The ``eval:`` section of run.yaml; shared by all runs of a table so results are paired."""
+
+    max_prompts: int | None = None  # first N prompts of data.test in file order (None: all)
+    temperature: float = 1.0  # sampling temperature (0: greedy)
+    top_p: float = 1.0  # nucleus sampling mass
+    max_new_tokens: int = 48  # cap on sampled response tokens
+    batch_size: int = 32  # prompts per generate call; also the KL forward batch
+    seed: int = 0  # evaluation seed, the same for every run so differences are paired
+    judge: str = "oracle"  # "oracle" | "local-llm" | an AlpacaEval annotator config name
+    oracle_reward: str = "sentiment"  # upo.rewards name the oracle judge scores with
+    oracle_temperature: float = 0.0  # soft preference sigmoid(gap / T) on [0, 1] scores; 0 = hard
+    judge_model: str = ""  # HF folder of the local-llm judge
+    reference: Literal["dataset_chosen", "sft_samples"] = "dataset_chosen"  # what outputs are compared with
+    aux_rewards: list[str] = field(default_factory=lambda: ["readability"])  # upo.rewards names to report
+    kl: bool = True  # sequence KL(policy || reference model) on the policy's own samples
+    lm_eval_tasks: list[str] = field(default_factory=list)  # lm-eval task names (e.g. upo_pref_acc)
+    lm_eval_limit: int | None = None  # documents per lm-eval task (None: all)
+    lm_eval_include_path: str = "evaluations/tasks"  # folder of our task YAMLs (relative: repo root)
+
+    def __post_init__(self) -> None:
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ConfigError("eval.max_prompts: must be >= 1 or null")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("eval.temperature must be >= 0 and eval.top_p in (0, 1]")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("eval.max_new_tokens and eval.batch_size must be >= 1")
+        if self.oracle_temperature < 0:
+            raise ConfigError("eval.oracle_temperature: must be >= 0")
+
+
+def load_eval_config(run_config, where: str | Path = "run.yaml") -> EvalConfig:
+    """Type the run config's ``eval`` dict; errors name the file and key."""
+    try:
+        return from_dict(EvalConfig, run_config.eval, where="eval")
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std / sqrt(n); 0 for n < 2)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean of an empty list")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+@torch.no_grad()
+def sequence_kl(
+    policy,
+    reference,
+    tokenizer,
+    prompts: list[list[dict]],
+    response_ids: list[list[int]],
+    batch_size: int = 16,
+) -> list[float]:
+    """Per-sample sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)] on given responses.
+
+    With responses sampled from the policy this is the usual Monte-Carlo estimate of the sequence
+    KL(policy || reference); its mean over samples is what ``metrics.json`` reports.
+
+    Args:
+        policy, reference: causal LMs sharing ``tokenizer``.
+        prompts: N message lists (rendered with the chat template, as at generation).
+        response_ids: N token id lists (what was sampled, EOS included when generated).
+        batch_size: sequences per forward.
+    Returns:
+        N floats (0 for an empty response).
+    """
+    from upo.batching import format_prompt
+    from upo.logps import IGNORE_INDEX, pad_right, token_logps
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(policy.parameters()).device
+    out: list[float] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="kl", unit="batch"):
+        seqs, labels = [], []
+        for messages, ids in zip(prompts[start : start + batch_size], response_ids[start : start + batch_size], strict=True):
+            prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
+            seqs.append(prompt_ids + list(ids))
+            labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
+        input_ids = pad_right(seqs, pad_id).to(device)  # (B, T), right padding keeps positions
+        attention = pad_right([[1] * len(s) for s in seqs], 0).to(device)
+        label_t = pad_right(labels, IGNORE_INDEX).to(device)
+        lp, mask = token_logps(policy(input_ids=input_ids, attention_mask=attention).logits, label_t)
+        lr, _ = token_logps(reference(input_ids=input_ids, attention_mask=attention).logits, label_t)
+        out.extend(((lp - lr) * mask).sum(-1).tolist())  # (B,)
+    return out
+
+
+def _response_ids(rows: list[dict], tokenizer, path: Path) -> list[list[int]]:
+    """Sampled ids from generations.jsonl (written by ``upo generate``)."""
+    missing = [i for i, r in enumerate(rows, start=1) if "token_ids" not in r]
+    if missing:
+        raise ValueError(
+            f"{path}:{missing[0]}: no 'token_ids' (needed for length and KL); regenerate with "
+            "`python -m upo generate RUN_DIR`"
+        )
+    return [list(r["token_ids"]) for r in rows]
+
+
+def _reference_outputs(run_config, eval_config: EvalConfig, rows: list[dict]) -> list[dict]:
+    """Rows the judge compares with: the dataset's chosen reply or the SFT model's sample."""
+    if eval_config.reference == "dataset_chosen":
+        return [{"instruction": r["instruction"], "output": r["reference"], "generator": "dataset_chosen"} for r in rows]
+    if not run_config.reference.path:
+        raise ValueError("eval.reference = sft_samples needs reference.path (the SFT model folder)")
+    path = Path(run_config.reference.path).parent / "generations.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: SFT samples missing (eval.reference = sft_samples); run "
+            f"`python -m upo generate {path.parent}` first"
+        )
+    by_id = {str(r["id"]): r for r in read_jsonl(path)}
+    lost = [r["id"] for r in rows if r["id"] not in by_id]
+    if lost:
+        raise ValueError(f"{path}: no SFT sample for prompt id {lost[0]!r}")
+    return [{"instruction": r["instruction"], "output": by_id[r["id"]]["output"], "generator": "sft_samples"} for r in rows]
+
+
+def _aux_metrics(names: list[str], texts: list[str], prompts: list[str]) -> tuple[dict, dict[str, list[float]]]:
+    from upo import rewards
+
+    summary, per_text = {}, {}
+    for name in names:
+        values = [float(v) for v in rewards.score_texts(name, texts, prompts=prompts)]
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        if bad:
+            raise ValueError(f"reward {name!r} returned {bad[0]} outside its documented range [0, 1]")
+        mean, se = mean_se(values)
+        raw_mean = mean_se([float(v) for v in rewards.raw_scores(name, texts, prompts)])[0]
+        summary[name] = {"mean": mean, "se": se, "raw_mean": raw_mean}
+        per_text[name] = values
+    return summary, per_text
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in MANIFEST_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    from upo import __version__
+
+    versions["upo"] = __version__
+    return versions
+
+
+def _cost(run_dir: Path) -> dict:
+    path = run_dir / "train_summary.json"
+    if not path.is_file():
+        return {"train_wall_s": None, "tokens": None, "peak_mem_mb": None}
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return {"train_wall_s": summary.get("wall_s"), "tokens": summary.get("tokens"), "peak_mem_mb": summary.get("peak_mem_mb")}
+
+
+def validate_metrics(metrics: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Raise ``ValueError`` naming the failing key path if ``metrics`` breaks the schema."""
+    import jsonschema
+
+    schema = read_yaml(schema_path)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(metrics), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "<root>"
+        raise ValueError(f"metrics break {schema_path} at {where}: {first.message}")
+
+
+def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
+    """Evaluate a run directory and write ``metrics.json`` and ``scores.jsonl`` into it.
+
+    Args:
+        run_dir: holds run.yaml, model/, generations.jsonl (and train_summary.json if trained).
+        judge_scorer: optional pair scorer replacing the configured judge's (tests).
+    Returns:
+        The metrics dict (as written).
+    """
+    from upo import judges, lmeval
+    from upo.config import load_run_config
+    from upo.generation import load_model_and_tokenizer
+
+    run_dir = Path(run_dir)
+    run_config = load_run_config(run_dir / "run.yaml")
+    eval_config = load_eval_config(run_config, where=run_dir / "run.yaml")
+    judges.check_judge_available(eval_config)
+    gen_path = run_dir / "generations.jsonl"
+    if not gen_path.is_file():
+        raise FileNotFoundError(f"{gen_path}: missing; run `python -m upo generate {run_dir}` first")
+    rows = read_jsonl(gen_path)
+    if not rows:
+        raise ValueError(f"{gen_path}: empty")
+    tags = run_config.tags
+    if "dataset" not in tags:
+        raise ConfigError(f"{run_dir / 'run.yaml'}: tags.dataset is missing")
+
+    result, preferences = judges.win_rate(
+        eval_config, rows, _reference_outputs(run_config, eval_config, rows), scorer=judge_scorer
+    )
+    texts = [r["output"] for r in rows]
+    aux, aux_per_text = _aux_metrics(eval_config.aux_rewards, texts, [r["instruction"] for r in rows])
+
+    policy, tokenizer = load_model_and_tokenizer(run_dir / "model")
+    ids = _response_ids(rows, tokenizer, gen_path)
+    eos = tokenizer.eos_token_id
+    n_tokens = [len(x) - (1 if x and x[-1] == eos else 0) for x in ids]  # content tokens, EOS excluded
+    mean_tokens, se_tokens = mean_se([float(n) for n in n_tokens])
+    length = {"mean_tokens": mean_tokens, "se": se_tokens, "mean_words": mean_se([float(len(t.split())) for t in texts])[0]}
+
+    kl_values: list[float] | None = None
+    kl = None
+    if eval_config.kl:
+        reference_path = run_config.reference.path or run_config.model.path
+        if not reference_path:
+            raise ConfigError(f"{run_dir / 'run.yaml'}: eval.kl needs reference.path or model.path")
+        reference, _ = load_model_and_tokenizer(reference_path, device=str(next(policy.parameters()).device))
+        policy.eval()
+        reference.eval()
+        kl_values = sequence_kl(policy, reference, tokenizer, [r["prompt"] for r in rows], ids, eval_config.batch_size)
+        value, se = mean_se(kl_values)
+        kl = {"value": value, "se": se, "n": len(kl_values)}
+        del reference
+    del policy
+
+    lm_results, task_versions = {}, {}
+    if eval_config.lm_eval_tasks:
+        lm_results, task_versions = lmeval.run_tasks(
+            run_dir / "model",
+            eval_config.lm_eval_tasks,
+            include_path=eval_config.lm_eval_include_path,
+            limit=eval_config.lm_eval_limit,
+            pref_data=run_config.data.test or None,
+        )
+
+    data_sha = {k: sha256_file(p) for k, p in (("train", run_config.data.train), ("test", run_config.data.test)) if p and Path(p).is_file()}
+    generation = {k: getattr(eval_config, k) for k in ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "max_prompts")}
+    generation["n"] = len(rows)
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "dataset": str(tags["dataset"]),
+            "model": str(tags.get("model", run_config.model.name)),
+            "method": str(tags.get("method", run_config.method)),
+            "beta": tags.get("beta"),
+            "aux_weight": tags.get("aux_weight"),
+            "seed": int(tags.get("seed", run_config.seed)),
+            "run_dir": str(run_dir),
+        },
+        "win_rate": result,
+        "aux": aux,
+        "length": length,
+        "kl": kl,
+        "lm_eval": lm_results,
+        "cost": _cost(run_dir),
+        "manifest": {
+            "packages": _package_versions(),
+            "task_versions": task_versions,
+            "data_sha256": data_sha,
+            "model_sha256": sha256_dir(run_dir / "model"),
+            "run_config_sha256": sha256_file(run_dir / "run.yaml"),
+            "generation": generation,
+            "eval_config": to_dict(eval_config),
+        },
+    }
+    validate_metrics(metrics)
+    scores = [
+        {
+            "id": str(r["id"]),
+            "preference": preferences[i],
+            "aux": {name: values[i] for name, values in aux_per_text.items()},
+            "kl": kl_values[i] if kl_values is not None else None,
+        }
+        for i, r in enumerate(rows)
+    ]
+    write_jsonl(run_dir / "scores.jsonl", scores)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m upo evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="run directory holding run.yaml, model/ and generations.jsonl")
+    args = parser.parse_args(argv)
+    metrics = evaluate_run(args.run_dir)
+    wr = metrics["win_rate"]
+    print(f"win rate {wr['value']:.1f} +- {wr['se']:.1f} (n={wr['n']}); wrote {Path(args.run_dir) / 'metrics.json'}", file=sys.stderr)
+    return 0

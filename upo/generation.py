@@ -1,0 +1,232 @@
+"""Sampling responses to held-out prompts: the first step of evaluating a run.
+
+``python -m upo generate RUN_DIR`` reads ``RUN_DIR/run.yaml`` (``data.test`` and the ``eval``
+section), loads ``RUN_DIR/model`` and writes ``RUN_DIR/generations.jsonl`` in AlpacaEval's
+model-outputs format (``instruction``, ``output``, ``generator``) plus our own fields (``id``,
+``prompt``, ``reference``, ``token_ids``). ``upo.evaluate`` judges, scores and measures KL on it.
+
+Every run uses the same evaluation seed (``eval.seed``) and the same first ``max_prompts`` test
+prompts in file order, so runs are paired prompt by prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from upo.batching import format_prompt
+from upo.io import read_jsonl, write_jsonl
+
+
+def prompt_to_instruction(messages: list[dict]) -> str:
+    """The judge-facing text of a prompt: the user turn, or the whole dialogue if multi-turn.
+
+    Args:
+        messages: chat messages ending with a user turn.
+    Returns:
+        The single user turn's content, or ``"User: ...\\n\\nAssistant: ...\\n\\nUser: ..."``.
+    """
+    if not messages or messages[-1].get("role") != "user":
+        raise ValueError("a prompt must be a non-empty message list ending with a user turn")
+    if len(messages) == 1:
+        return messages[0]["content"]
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "\n\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
+
+
+def _cut_at_eos(ids: list[int], eos_ids: set[int], pad_id: int | None) -> list[int]:
+    """Generated ids up to and including the first EOS; trailing padding removed."""
+    out = []
+    for token in ids:
+        out.append(token)
+        if token in eos_ids:
+            return out
+    while out and pad_id is not None and out[-1] == pad_id and pad_id not in eos_ids:
+        out.pop()
+    return out
+
+
+@torch.no_grad()
+def generate_with_ids(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[list[str], list[list[int]]]:
+    """Like :func:`generate_responses`, also returning the sampled token ids (EOS included).
+
+    The ids are what the policy actually sampled, so the KL estimate scores exactly these tokens
+    instead of a re-tokenisation of the decoded text.
+    """
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"invalid sampling settings temperature={temperature}, top_p={top_p}")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("tokenizer has neither a pad nor an EOS token; cannot batch generation")
+    eos = model.generation_config.eos_token_id if model.generation_config else None
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    eos_ids.discard(None)
+    device = next(model.parameters()).device
+    texts = [format_prompt(tokenizer, messages) for messages in prompts]
+    was_training = model.training
+    model.eval()
+    outputs: list[str] = []
+    all_ids: list[list[int]] = []
+    starts = range(0, len(texts), batch_size)
+    for batch_index, start in enumerate(tqdm(starts, desc="generate", unit="batch")):
+        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[start : start + batch_size]]
+        width = max(len(ids) for ids in encoded)
+        # Left padding: every prompt ends at the same position, so new tokens start together.
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=device)
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if temperature == 0:
+            sampling = {"do_sample": False}
+        # Seed per batch inside a forked RNG: outputs depend only on (seed, batch), never on what
+        # ran before, and the caller's global RNG state is left untouched.
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed * 1_000_003 + batch_index)
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=sorted(eos_ids),
+                **sampling,
+            )
+        for row in generated[:, width:].tolist():
+            ids = _cut_at_eos(row, eos_ids, pad_id)
+            all_ids.append(ids)
+            outputs.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+    model.train(was_training)
+    return outputs, all_ids
+
+
+def generate_responses(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[str]:
+    """Sample one response per prompt (batched, left-padded, chat template applied, seeded).
+
+    Args:
+        model: a causal LM (``transformers`` ``generate`` API).
+        tokenizer: its tokenizer, with a chat template.
+        prompts: B message lists, each ending with a user turn.
+        temperature: 0 means greedy decoding.
+        top_p: nucleus sampling mass.
+        max_new_tokens: cap on response tokens.
+        batch_size: prompts per ``generate`` call.
+        seed: same seed (and batch size) gives the same outputs.
+    Returns:
+        B decoded responses (special tokens removed, whitespace stripped).
+    """
+    return generate_with_ids(
+        model,
+        tokenizer,
+        prompts,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )[0]
+
+
+def generator_name(tags: dict) -> str:
+    """AlpacaEval ``generator`` string of a run: method/model/dataset/beta~b/w~w/seed~s."""
+    parts = [str(tags.get(k, "?")) for k in ("method", "model", "dataset")]
+    parts += [f"{k}~{tags[k]}" for k in ("beta", "aux_weight", "seed") if tags.get(k) is not None]
+    return "/".join(parts)
+
+
+def load_model_and_tokenizer(path: str | Path, device: str | None = None):
+    """Load an HF folder for inference (float32 on CPU, the folder's dtype on GPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float32 if device == "cpu" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def eval_records(run_config, eval_config) -> list[dict]:
+    """The first ``max_prompts`` records of ``data.test`` (file order, so every run sees the same)."""
+    if not run_config.data.test:
+        raise ValueError("run.yaml: data.test is empty; evaluation needs a held-out split")
+    records = read_jsonl(run_config.data.test)
+    if eval_config.max_prompts is not None:
+        records = records[: eval_config.max_prompts]
+    if not records:
+        raise ValueError(f"{run_config.data.test}: no records to evaluate")
+    return records
+
+
+def generate_run(run_dir: str | Path) -> Path:
+    """Sample the run's model on its test prompts and write ``RUN_DIR/generations.jsonl``."""
+    from upo.config import load_run_config
+    from upo.evaluate import load_eval_config
+    from upo.judges import check_judge_available
+
+    run_dir = Path(run_dir)
+    run_config = load_run_config(run_dir / "run.yaml")
+    eval_config = load_eval_config(run_config, where=run_dir / "run.yaml")
+    # An unusable judge (no API key, missing judge model) must fail before minutes of sampling.
+    check_judge_available(eval_config)
+    records = eval_records(run_config, eval_config)
+    model, tokenizer = load_model_and_tokenizer(run_dir / "model")
+    outputs, token_ids = generate_with_ids(
+        model,
+        tokenizer,
+        [r["prompt"] for r in records],
+        temperature=eval_config.temperature,
+        top_p=eval_config.top_p,
+        max_new_tokens=eval_config.max_new_tokens,
+        batch_size=eval_config.batch_size,
+        seed=eval_config.seed,
+    )
+    name = generator_name(run_config.tags)
+    rows = [
+        {
+            "instruction": prompt_to_instruction(record["prompt"]),
+            "output": output,
+            "generator": name,
+            "id": str(record["id"]),
+            "prompt": record["prompt"],
+            "reference": record["chosen"],
+            "token_ids": ids,
+        }
+        for record, output, ids in zip(records, outputs, token_ids, strict=True)
+    ]
+    path = run_dir / "generations.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m upo generate", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="run directory holding run.yaml and model/")
+    args = parser.parse_args(argv)
+    path = generate_run(args.run_dir)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
