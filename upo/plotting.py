@@ -1,0 +1,235 @@
+"""Figures from the tidy table (``metrics.csv`` of ``upo.aggregate``); drawing only, no new numbers.
+
+``python -m upo plot METRICS_CSV --out-dir DIR`` writes, each as PNG and PDF:
+- ``frontier_<aux>``: per (dataset, model) subplot, x = preference win rate (%) against the reference
+  under the judge, y = the aux metric; one curve per method traced along its sweep (points labelled
+  with the sweep value), the Pareto front of all points as a dashed staircase, SFT as a star;
+- ``reward_vs_kl``: win rate and every aux metric against KL(policy || reference), per method;
+- ``cost``: win rate and every aux metric against training wall time, per method.
+Points are seed means; error bars are the SE over seeds, or the SE over prompts for single-seed
+points (same rule as ``summary.md``). Seed means come from ``upo.aggregate.seed_means`` and the
+front from ``upo.frontier.pareto_front``, so plots and tables cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workflow jobs and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from upo.aggregate import SFT_METHOD, aux_names, seed_means  # noqa: E402
+from upo.frontier import pareto_front  # noqa: E402
+from upo.io import atomic_path  # noqa: E402
+
+REQUIRED_COLUMNS = [
+    "dataset", "model", "method", "beta", "aux_weight", "seed", "win_rate", "win_rate_se",
+    "kl", "kl_se", "train_wall_s", "judge", "judge_name", "win_reference",
+]  # fmt: skip
+SWEEP_SYMBOL = {"aux_weight": "w", "beta": "β"}
+ERROR_NOTE = "error bars: SE over seeds (over prompts for single-seed points)"
+
+
+class PlotError(ValueError):
+    """The table cannot be plotted; the message names the file and what is missing."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read the tidy table and check the columns every figure needs."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise PlotError(f"{path}: cannot read the tidy table: {error}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise PlotError(f"{path}: missing column(s) {', '.join(missing)}")
+    if not aux_names(table):
+        raise PlotError(f"{path}: no aux metric columns (aux_<name> with aux_<name>_se)")
+    if table.empty:
+        raise PlotError(f"{path}: no rows")
+    return table
+
+
+def sweep_variable(points: pd.DataFrame) -> str | None:
+    """The column a method sweeps: ``aux_weight`` if it varies, else ``beta`` if it varies."""
+    for column in ("aux_weight", "beta"):
+        if points[column].dropna().nunique() > 1:
+            return column
+    return None
+
+
+def method_curves(points: pd.DataFrame) -> list[tuple[str, str, str | None, pd.DataFrame]]:
+    """Split seed-mean points into curves: (method, label, sweep column, points sorted by the sweep).
+
+    A method sweeping one variable gives one curve; when the other variable also takes several
+    values (e.g. UPO over beta and w), each of its values gives its own curve.
+    """
+    curves = []
+    for method in sorted(points["method"].unique()):
+        if method == SFT_METHOD:
+            continue
+        sub = points[points["method"] == method]
+        var = sweep_variable(sub)
+        other = "beta" if var == "aux_weight" else "aux_weight"
+        if var is not None and sub[other].dropna().nunique() > 1:
+            for value, part in sub.groupby(other, sort=True):
+                label = f"{method} ({SWEEP_SYMBOL[other]}={value:g})"
+                curves.append((method, label, var, part.sort_values(var)))
+        else:
+            curves.append((method, method, var, sub.sort_values(var) if var else sub))
+    return curves
+
+
+def _colours(table: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per method, the same in every figure."""
+    cmap = plt.get_cmap("tab10")
+    methods = sorted(m for m in table["method"].unique() if m != SFT_METHOD)
+    return {m: cmap(i % 10) for i, m in enumerate(methods)} | {SFT_METHOD: (0.0, 0.0, 0.0, 1.0)}
+
+
+def _err(values: pd.Series) -> np.ndarray:
+    # NaN SE (e.g. one seed and no per-run SE) draws no bar rather than a made-up one
+    return np.nan_to_num(values.to_numpy(dtype=float), nan=0.0)
+
+
+def _label(row: pd.Series, var: str | None) -> str:
+    return "" if var is None or math.isnan(row[var]) else f"{SWEEP_SYMBOL[var]}={row[var]:g}"
+
+
+def _draw_methods(ax, points: pd.DataFrame, x: str, y: str, colours: dict, annotate: bool = True) -> None:
+    """Curves per method along its sweep, plus the SFT star, with SE error bars on both axes."""
+    for method, label, var, curve in method_curves(points):
+        curve = curve[curve[x].notna() & curve[y].notna()]
+        if curve.empty:
+            continue
+        ax.errorbar(
+            curve[x], curve[y], xerr=_err(curve[f"{x}_se"]), yerr=_err(curve[f"{y}_se"]),
+            marker="o", ms=5, lw=1.5, capsize=2, color=colours[method], label=label,
+        )  # fmt: skip
+        if annotate:
+            for _, row in curve.iterrows():
+                ax.annotate(_label(row, var), (row[x], row[y]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7, color=colours[method])  # fmt: skip
+    sft = points[(points["method"] == SFT_METHOD) & points[x].notna() & points[y].notna()]
+    if not sft.empty:
+        ax.errorbar(
+            sft[x], sft[y], xerr=_err(sft[f"{x}_se"]), yerr=_err(sft[f"{y}_se"]), marker="*", ms=14,
+            ls="none", color="black", capsize=2, label="SFT reference", zorder=5,
+        )  # fmt: skip
+
+
+def _draw_front(ax, points: pd.DataFrame, x: str, y: str) -> None:
+    """Dashed staircase through the non-dominated points of all methods (maximising x and y)."""
+    points = points[points[x].notna() & points[y].notna()]
+    if points.empty:
+        return
+    front = points[pareto_front(points[[x, y]].to_numpy(dtype=float))].sort_values(x)
+    # x ascending means y descending on a front; 'pre' steps trace the dominated region's edge
+    ax.step(
+        front[x], front[y], where="pre", ls="--", lw=1.5, color="0.4", label="Pareto front (all)", zorder=1
+    )
+
+
+def _cells(table: pd.DataFrame) -> list[tuple[str, str]]:
+    return sorted({(d, m) for d, m in zip(table["dataset"], table["model"], strict=True)})
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = out_dir / f"{stem}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _means(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["win_rate", "kl", "train_wall_s", *(f"aux_{a}" for a in aux_names(table))]
+    return seed_means(table, columns)
+
+
+def _judge(table: pd.DataFrame) -> str:
+    first = table.iloc[0]
+    return f"judge: {first['judge_name']} [{first['judge']}], reference: {first['win_reference']}"
+
+
+def _subplots(rows: int, cols: int, width: float = 4.8, height: float = 3.8):
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained"
+    )
+    return fig, axes
+
+
+def plot_frontiers(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """``frontier_<aux>.{png,pdf}`` for every aux metric; one subplot per (dataset, model)."""
+    means, colours, cells, paths = _means(table), _colours(table), _cells(table), []
+    for name in aux_names(table):
+        y = f"aux_{name}"
+        fig, axes = _subplots(1, len(cells))
+        for ax, (dataset, model) in zip(axes[0], cells, strict=True):
+            points = means[(means["dataset"] == dataset) & (means["model"] == model)]
+            _draw_front(ax, points, "win_rate", y)
+            _draw_methods(ax, points, "win_rate", y, colours)
+            ax.set(title=f"{dataset} / {model}", xlabel="preference win rate vs reference (%)",
+                   ylabel=f"{name} (normalised, higher is better)")  # fmt: skip
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+        fig.suptitle(f"Frontier: win rate vs {name} ({_judge(table)})\n{ERROR_NOTE}", fontsize=9)
+        paths += _save(fig, Path(out_dir), f"frontier_{name}")
+    return paths
+
+
+def _metric_grid(table: pd.DataFrame, x: str, xlabel: str, stem: str, title: str, out_dir) -> list[Path]:
+    """Rows = (dataset, model); columns = win rate then each aux metric, all against ``x``."""
+    means, colours, cells = _means(table), _colours(table), _cells(table)
+    ys = [("win_rate", "preference win rate vs reference (%)")]
+    ys += [(f"aux_{a}", f"{a} (normalised, higher is better)") for a in aux_names(table)]
+    fig, axes = _subplots(len(cells), len(ys))
+    for row_axes, (dataset, model) in zip(axes, cells, strict=True):
+        points = means[(means["dataset"] == dataset) & (means["model"] == model)]
+        for ax, (y, ylabel) in zip(row_axes, ys, strict=True):
+            if points[x].notna().any():
+                _draw_methods(ax, points, x, y, colours)
+                ax.legend(fontsize=7, loc="best")
+            else:  # say so on the figure rather than leave an unexplained blank
+                ax.text(0.5, 0.5, f"no {x} recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set(title=f"{dataset} / {model}", xlabel=xlabel, ylabel=ylabel)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{title} ({_judge(table)})\n{ERROR_NOTE}", fontsize=9)
+    return _save(fig, Path(out_dir), stem)
+
+
+def plot_reward_vs_kl(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """``reward_vs_kl.{png,pdf}``: win rate and aux metrics against KL to the reference."""
+    return _metric_grid(table, "kl", "KL(policy || reference), nats", "reward_vs_kl", "Reward vs KL", out_dir)
+
+
+def plot_cost(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """``cost.{png,pdf}``: win rate and aux metrics reached against training wall time."""
+    return _metric_grid(table, "train_wall_s", "training wall time (s)", "cost", "Cost", out_dir)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m upo plot", description=__doc__.split("\n")[0])
+    parser.add_argument("metrics_csv", help="tidy table written by `python -m upo aggregate`")
+    parser.add_argument("--out-dir", required=True, help="folder for the PNG and PDF figures")
+    args = parser.parse_args(argv)
+    try:
+        table = read_table(args.metrics_csv)
+    except PlotError as error:
+        print(f"plot: {error}", file=sys.stderr)
+        return 1
+    paths = plot_frontiers(table, args.out_dir)
+    paths += plot_reward_vs_kl(table, args.out_dir)
+    paths += plot_cost(table, args.out_dir)
+    print(f"plot: wrote {len(paths)} files to {args.out_dir}")
+    return 0
