@@ -376,10 +376,10 @@ def win_rate(
             annotators_config: Any = str(folder / "configs.yaml")
             scorer = scorer or JUDGES.get(eval_config.judge).scorer(eval_config)
             kwargs = {"fn_completions": completions_callable(scorer), "fn_completion_parser": _parse_preference}
-            fn_metric = "get_winrate"
+            fn_metric, sort_by = "get_winrate", "win_rate"
         else:
             annotators_config = eval_config.judge
-            fn_metric = "get_length_controlled_winrate"
+            fn_metric, sort_by = "get_length_controlled_winrate", "length_controlled_winrate"
             kwargs = {"metric_kwargs": {"save_weights_dir": None}}
         leaderboard, annotations = evaluate(
             model_outputs=model_rows,
@@ -391,6 +391,7 @@ def win_rate(
             is_return_instead_of_print=True,
             is_cache_leaderboard=False,
             fn_metric=fn_metric,
+            sort_by=sort_by,
             caching_path=None,
             annotation_kwargs={"is_ordered": True},
             **kwargs,
