@@ -33,6 +33,8 @@ REQUIRED_COLUMNS = [
     "dataset", "model", "method", "beta", "aux_weight", "seed", "win_rate", "win_rate_se",
     "kl", "kl_se", "train_wall_s", "judge", "judge_name", "win_reference",
 ]  # fmt: skip
+MARKERS = ["o", "s", "^", "D", "v"]
+LINESTYLES = ["-", ":", "-.", (0, (5, 1, 1, 1))]  # "--" is reserved for the Pareto front
 SWEEP_SYMBOL = {"aux_weight": "w", "beta": "β"}
 ERROR_NOTE = "error bars: SE over seeds (over prompts for single-seed points)"
 
@@ -105,13 +107,17 @@ def _label(row: pd.Series, var: str | None) -> str:
 
 def _draw_methods(ax, points: pd.DataFrame, x: str, y: str, colours: dict, annotate: bool = True) -> None:
     """Curves per method along its sweep, plus the SFT star, with SE error bars on both axes."""
+    seen: dict[str, int] = {}
     for method, label, var, curve in method_curves(points):
         curve = curve[curve[x].notna() & curve[y].notna()]
         if curve.empty:
             continue
+        # several curves of one method (e.g. UPO per beta) share its colour: tell them apart by style
+        style = seen[method] = seen.get(method, -1) + 1
         ax.errorbar(
             curve[x], curve[y], xerr=_err(curve[f"{x}_se"]), yerr=_err(curve[f"{y}_se"]),
-            marker="o", ms=5, lw=1.5, capsize=2, color=colours[method], label=label,
+            marker=MARKERS[style % len(MARKERS)], ls=LINESTYLES[style % len(LINESTYLES)],
+            ms=5, lw=1.5, capsize=2, color=colours[method], label=label,
         )  # fmt: skip
         if annotate:
             for _, row in curve.iterrows():
