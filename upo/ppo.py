@@ -1,0 +1,363 @@
+"""Online RLHF-PPO (method note, baseline 2): the expensive, on-policy way to the UPO objective.
+
+Per step: sample one response to each of ``rollouts_per_step`` training prompts from the policy;
+score each sample with reward = rm_weight * RM(x, y) + sum_k c_k norm_k(r_k(y)) (the same weighted,
+normalised auxiliary rewards as UPO, statistics fitted on the training responses); turn it into
+per-token rewards with a KL penalty to the frozen reference (InstructGPT Eq. 2); estimate
+advantages with GAE from a value head on the policy's last hidden state; whiten them; then run
+``ppo_epochs`` passes of clipped-surrogate + clipped-value updates over mini-batches, with gradient
+clipping. The loss pieces are the pure functions of ``upo.losses.ppo``.
+
+Conventions follow "The N implementation details of RLHF with PPO" (Huang et al. 2024): log-probs
+are computed at the sampling temperature, no top-k/top-p, the score goes on the last response token
+(the one closing the response, EOS included), V(s_t) is read at the position that predicts token t.
+
+``python -m upo train-ppo RUN.yaml`` writes ``model/`` (plain HF folder, LoRA merged),
+``value_head.safetensors``, ``train_log.csv`` and ``train_summary.json`` into ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from upo.auxiliary import AuxNormaliser
+from upo.batching import format_prompt
+from upo.config import RunConfig, load_run_config
+from upo.io import atomic_path, read_jsonl, write_json
+from upo.logps import pad_right, selective_log_softmax
+from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
+from upo.reward_model import (
+    autocast,
+    load_reward_model,
+    make_optimizer,
+    peak_memory_mb,
+    pick_device,
+    resolve_output_dir,
+    save_hf_folder,
+    score,
+    seed_everything,
+    torch_dtype,
+    write_csv,
+)
+from upo.strict import ConfigError, from_dict
+
+# (prompts as chat messages, response texts) -> (B,) sequence rewards; replaces RM + aux (tests, toys)
+RewardFn = Callable[[list[list[dict]], list[str]], "torch.Tensor | list[float]"]
+
+
+@dataclass
+class PPOConfig:
+    """The ``ppo:`` section of a PPO run.yaml (every other setting comes from the shared sections)."""
+
+    rollouts_per_step: int = 16  # prompts sampled per PPO step, one response each (the rollout batch)
+    max_new_tokens: int = 48  # cap on sampled response tokens
+    temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
+    ppo_epochs: int = 4  # optimisation passes over each rollout batch
+    mini_batch_size: int = 8  # rollouts per gradient step inside an epoch
+    clip_range: float = 0.2  # eps of the clipped surrogate (PPO, Schulman et al. 2017, Eq. 7)
+    clip_range_value: float = 0.2  # eps_v of the clipped value loss
+    vf_coef: float = 0.1  # weight of the value loss in the total loss
+    gamma: float = 1.0  # discount; 1 = undiscounted, the RLHF convention
+    lam: float = 0.95  # GAE lambda (Schulman et al. 2016, Eq. 16)
+    kl_beta: float | None = None  # per-token KL penalty to the reference; None: the run's tags.beta
+    whiten_rewards: bool = False  # rescale per-token rewards by their batch std (mean kept) before GAE
+    whiten_advantages: bool = True  # standardise advantages over the rollout batch
+    total_steps: int = 100  # PPO steps (rollout batches) in the run
+    rm_weight: float = 1.0  # weight of the reward-model score in the sequence reward (0: aux only)
+
+    def __post_init__(self) -> None:
+        for name in ("rollouts_per_step", "max_new_tokens", "ppo_epochs", "mini_batch_size", "total_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ppo.{name}: must be >= 1")
+        if self.temperature <= 0:
+            raise ConfigError("ppo.temperature: must be > 0")
+        if self.kl_beta is not None and self.kl_beta < 0:
+            raise ConfigError("ppo.kl_beta: must be >= 0")
+        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
+            raise ConfigError("ppo.gamma and ppo.lam: must be in [0, 1]")
+
+
+def ppo_config(run: RunConfig) -> tuple[PPOConfig, float]:
+    """Typed ``ppo:`` section and the resolved KL beta (``ppo.kl_beta``, else ``tags.beta``)."""
+    config = from_dict(PPOConfig, run.ppo or {}, "ppo")
+    beta = config.kl_beta if config.kl_beta is not None else run.tags.get("beta")
+    if beta is None:
+        raise ConfigError("ppo.kl_beta: not set and run.yaml has no tags.beta to take it from")
+    return config, float(beta)
+
+
+class ValueHead(nn.Module):
+    """V(s_t): a linear map of the policy's last hidden state. (B, T, H) -> (B, T), float32."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def response_mask(response: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """1 on response tokens up to and including the first EOS. (B, R) ids -> (B, R) long."""
+    is_eos = (response == eos_token_id).long()
+    eos_before = is_eos.cumsum(-1) - is_eos  # EOS tokens strictly before position t
+    return (eos_before == 0).long()
+
+
+def forward_response(model, input_ids, attention_mask, prompt_len: int, temperature: float, value_head=None):
+    """Log-probs (and values) of the response part of left-padded [prompt; response] sequences.
+
+    Args:
+        input_ids, attention_mask: (B, P + R); the prompt occupies the first P columns (left-padded).
+        value_head: when given, also return V(s_t) for each response token t.
+
+    Returns:
+        logprobs (B, R) float32 at ``temperature``; values (B, R) or None.
+    """
+    # Positions count attended tokens only, as generate() does for left-padded prompts.
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        output_hidden_states=value_head is not None,
+    )
+    logits = out.logits[:, prompt_len - 1 : -1].float() / temperature  # position t predicts token t+1
+    logprobs = selective_log_softmax(logits, input_ids[:, prompt_len:])
+    values = None
+    if value_head is not None:
+        values = value_head(out.hidden_states[-1][:, prompt_len - 1 : -1])
+    return logprobs, values
+
+
+class SampleReward:
+    """reward(x, y) = rm_weight * RM(x, y) + sum_k c_k (r_k(y) - shift_k) / scale_k.
+
+    Returns a dict of (B,) tensors: ``score`` (the total) and its parts ``rm`` and ``aux``.
+    """
+
+    def __init__(self, run: RunConfig, config: PPOConfig, train_records: list[dict], device):
+        self.rm_weight, self.run = config.rm_weight, run
+        self.reward_model = self.rm_tokenizer = None
+        if config.rm_weight:
+            if not run.reward_model:
+                raise ConfigError("reward_model: required when ppo.rm_weight != 0 (train it with train-rm)")
+            self.reward_model, self.rm_tokenizer = load_reward_model(run.reward_model, run.model.dtype, device)
+        self.normaliser = None
+        if run.data.aux_rewards:
+            self.normaliser = AuxNormaliser.fit(train_records, run.data.aux_rewards, run.data.aux_normalisation)
+
+    def __call__(self, prompts: list[list[dict]], texts: list[str]) -> dict[str, torch.Tensor]:
+        total = torch.zeros(len(texts))
+        parts = {}
+        if self.reward_model is not None:
+            parts["rm"] = score(
+                self.reward_model,
+                self.rm_tokenizer,
+                prompts,
+                texts,
+                max_length=self.run.data.max_length,
+                max_prompt_length=self.run.data.max_prompt_length,
+                autocast_bf16=self.run.model.autocast_bf16,
+            )
+            total = total + self.rm_weight * parts["rm"]
+        if self.normaliser is not None:
+            from upo.rewards import score_texts  # imported here: loads scorers only for aux runs
+
+            aux = torch.zeros(len(texts))
+            for name, weight in self.normaliser.weights.items():
+                unit = torch.tensor(score_texts(name, texts), dtype=torch.float32)
+                aux += weight * (unit - self.normaliser.shift[name]) / self.normaliser.scale[name]
+            parts["aux"] = aux
+            total = total + aux
+        return {"score": total, **parts}
+
+
+def _load_policy(run: RunConfig, device):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run.model.path, trust_remote_code=run.model.trust_remote_code)
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError(f"{run.model.path}: tokenizer needs pad and eos tokens")
+    kwargs = {"dtype": torch_dtype(run.model.dtype), "trust_remote_code": run.model.trust_remote_code}
+    policy = AutoModelForCausalLM.from_pretrained(run.model.path, **kwargs)
+    reference_path = run.reference.path or run.model.path
+    shared_base = run.model.lora is not None and os.path.realpath(reference_path) == os.path.realpath(run.model.path)
+    if run.model.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = run.model.lora
+        policy = get_peft_model(
+            policy,
+            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                       target_modules=lora.target_modules, task_type="CAUSAL_LM"),
+        )
+    reference = None
+    if not shared_base:  # a LoRA policy on the reference's weights uses the base with adapters off
+        reference = AutoModelForCausalLM.from_pretrained(reference_path, **kwargs).to(device)
+        reference.requires_grad_(False).eval()
+    return policy.to(device), reference, tokenizer
+
+
+def _reference_logprobs(policy, reference, input_ids, attention_mask, prompt_len, temperature):
+    if reference is None:
+        with policy.disable_adapter():
+            return forward_response(policy, input_ids, attention_mask, prompt_len, temperature)[0]
+    return forward_response(reference, input_ids, attention_mask, prompt_len, temperature)[0]
+
+
+@torch.no_grad()
+def rollout(policy, tokenizer, prompts: list[list[dict]], config: PPOConfig, max_prompt_length: int, device):
+    """Sample one response per prompt. Returns (input_ids, attention_mask, prompt_len, mask, texts)."""
+    from transformers import GenerationConfig
+
+    prompt_ids = [
+        tokenizer(format_prompt(tokenizer, m), add_special_tokens=False)["input_ids"][-max_prompt_length:]
+        for m in prompts
+    ]
+    prompt_len = max(len(p) for p in prompt_ids)
+    pad = tokenizer.pad_token_id
+    # Left padding so every response starts at column prompt_len.
+    prompt_tensor = torch.tensor([[pad] * (prompt_len - len(p)) + p for p in prompt_ids], device=device)
+    prompt_attention = torch.tensor([[0] * (prompt_len - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
+    generation = GenerationConfig(
+        do_sample=True, temperature=config.temperature, top_k=0, top_p=1.0,
+        max_new_tokens=config.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+    )
+    was_training = policy.training
+    policy.eval()
+    sequences = policy.generate(input_ids=prompt_tensor, attention_mask=prompt_attention, generation_config=generation)
+    policy.train(was_training)
+    response = sequences[:, prompt_len:]
+    mask = response_mask(response, tokenizer.eos_token_id)
+    response = torch.where(mask.bool(), response, torch.full_like(response, pad))
+    input_ids = torch.cat([prompt_tensor, response], dim=1)
+    attention_mask = torch.cat([prompt_attention, mask], dim=1)
+    texts = [t.strip() for t in tokenizer.batch_decode(response, skip_special_tokens=True)]
+    return input_ids, attention_mask, prompt_len, mask, texts
+
+
+def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn | None = None) -> dict:
+    """Run PPO as ``run`` describes and write its outputs. ``reward_fn`` replaces RM + aux if given."""
+    config, beta = ppo_config(run)
+    output_dir = Path(output_dir)
+    if run.train.threads:
+        torch.set_num_threads(run.train.threads)
+    seed_everything(run.seed)
+    device, bf16 = pick_device(), run.model.autocast_bf16
+    if not run.model.path or not run.data.train:
+        raise ConfigError("model.path and data.train: required for train-ppo")
+    records = read_jsonl(run.data.train)[: run.data.max_train_pairs]
+    if not records:
+        raise ValueError(f"{run.data.train}: no training records")
+    policy, reference, tokenizer = _load_policy(run, device)
+    policy.train()
+    value_head = ValueHead(policy.config.get_text_config().hidden_size).to(device)
+    trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
+    optimizer = make_optimizer(trainable, run.optim)
+    reward = SampleReward(run, config, records, device) if reward_fn is None else None
+
+    rng = random.Random(run.seed)
+    queue: list[int] = []
+    log_rows, tokens, start_time = [], 0, time.perf_counter()
+    for step in tqdm(range(1, config.total_steps + 1), desc="train-ppo", disable=None):
+        step_start = time.perf_counter()
+        while len(queue) < config.rollouts_per_step:  # cycle through seeded shuffles of the prompts
+            order = list(range(len(records)))
+            rng.shuffle(order)
+            queue += order
+        prompts = [records[i]["prompt"] for i in queue[: config.rollouts_per_step]]
+        queue = queue[config.rollouts_per_step :]
+
+        # ---- rollout and scoring (no gradients)
+        with autocast(device, bf16):
+            input_ids, attention_mask, prompt_len, mask, texts = rollout(
+                policy, tokenizer, prompts, config, run.data.max_prompt_length, device
+            )
+            with torch.no_grad():
+                old_logprobs, old_values = forward_response(
+                    policy, input_ids, attention_mask, prompt_len, config.temperature, value_head
+                )
+                ref_logprobs = _reference_logprobs(policy, reference, input_ids, attention_mask, prompt_len, config.temperature)
+        tokens += int(attention_mask.sum())
+        if reward_fn is not None:
+            parts = {"score": torch.as_tensor(reward_fn(prompts, texts), dtype=torch.float32)}
+        else:
+            parts = reward(prompts, texts)
+        scores = parts["score"].to(device)
+        maskf = mask.float()
+        rewards, kl = kl_penalty_rewards(scores, old_logprobs, ref_logprobs, maskf, beta=beta)
+        if config.whiten_rewards:
+            rewards = whiten(rewards, maskf, shift_mean=False)
+        advantages, returns = gae_advantages(rewards, old_values, maskf, gamma=config.gamma, lam=config.lam)
+        if config.whiten_advantages:
+            advantages = whiten(advantages, maskf)
+
+        # ---- PPO epochs over mini-batches
+        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [], "approx_kl": [], "vf_clipfrac": []}
+        n = input_ids.shape[0]
+        for _ in range(config.ppo_epochs):
+            idx = torch.randperm(n)  # a fresh mini-batch split each epoch (seeded global RNG)
+            for start in range(0, n, config.mini_batch_size):
+                mb = idx[start : start + config.mini_batch_size].to(device)
+                with autocast(device, bf16):
+                    logprobs, values = forward_response(
+                        policy, input_ids[mb], attention_mask[mb], prompt_len, config.temperature, value_head
+                    )
+                pg = ppo_policy_loss(logprobs, old_logprobs[mb], advantages[mb], maskf[mb], clip_range=config.clip_range)
+                vf = ppo_value_loss(values, old_values[mb], returns[mb], maskf[mb], clip_range_value=config.clip_range_value)
+                loss = pg.loss + config.vf_coef * vf.loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, run.optim.max_grad_norm)
+                optimizer.step()
+                for key, value in (("policy_loss", pg.loss), ("value_loss", vf.loss), ("clipfrac", pg.metrics["clipfrac"]),
+                                   ("approx_kl", pg.metrics["approx_kl"]), ("vf_clipfrac", vf.metrics["clipfrac"])):
+                    stats[key].append(float(value.detach()))
+
+        row = {"step": step, "score": float(parts["score"].mean())}
+        for key in ("rm", "aux"):
+            if key in parts:
+                row[key] = float(parts[key].mean())
+        row["kl"] = float(kl.sum(-1).mean())  # sequence KL estimate (sum of per-token log-ratios)
+        row["non_score_reward"] = float((-beta * kl).sum(-1).mean())
+        row.update({key: sum(values) / len(values) for key, values in stats.items()})
+        row["value_mean"] = float(masked_mean(old_values, maskf))
+        row["response_length"] = float(maskf.sum(-1).mean())
+        row["step_s"] = time.perf_counter() - step_start
+        log_rows.append(row)
+        write_csv(output_dir / "train_log.csv", log_rows)
+    wall_s = time.perf_counter() - start_time
+
+    policy.eval()
+    save_hf_folder(policy, tokenizer, output_dir / "model")
+    from safetensors.torch import save_file
+
+    with atomic_path(output_dir / "value_head.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()}, str(tmp))
+    summary = {"wall_s": wall_s, "tokens": tokens, "peak_mem_mb": peak_memory_mb(device), "steps": config.total_steps}
+    write_json(output_dir / "train_summary.json", summary)
+    return summary
+
+
+def main(argv: list[str]) -> int:
+    """``python -m upo train-ppo RUN.yaml``."""
+    parser = argparse.ArgumentParser(prog="python -m upo train-ppo", description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="run.yaml (upo.config.RunConfig with a ppo: section)")
+    args = parser.parse_args(argv)
+    run = load_run_config(args.config)
+    output_dir = resolve_output_dir(run, args.config)
+    summary = train_ppo(run, output_dir)
+    print(f"train-ppo: {summary['steps']} steps in {summary['wall_s']:.1f}s -> {output_dir / 'model'}")
+    return 0
