@@ -65,15 +65,17 @@ def sequence_and_labels(prompt_ids: list[int], response_ids: list[int]) -> tuple
     return prompt_ids + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
 
 
-def collate_pairs(pairs: list[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Stack chosen then rejected sequences into one batch.
+def collate_pairs(
+    pairs: list[TokenizedPair], pad_token_id: int, include_rejected: bool = True
+) -> dict[str, torch.Tensor]:
+    """Stack chosen then rejected sequences into one batch (chosen only for SFT).
 
     Returns:
         ``input_ids``, ``attention_mask``, ``labels``: (2B, T), rows [0, B) chosen, [B, 2B) rejected;
         ``prompt_last_index``: (2B,) position of the last prompt token (for the value head).
     """
     sequences, labels, prompt_last = [], [], []
-    for side in ("chosen_ids", "rejected_ids"):
+    for side in ("chosen_ids", "rejected_ids") if include_rejected else ("chosen_ids",):
         for pair in pairs:
             ids, lab = sequence_and_labels(pair.prompt_ids, getattr(pair, side))
             sequences.append(ids)

@@ -1,0 +1,132 @@
+"""The offline trainer on a tiny model: each method lowers its loss and moves its quantity; resume;
+the concatenated forward equals separate forwards; UPO at aux_weight 0 trains to DPO's weights."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from upo.batching import collate_pairs, tokenize_pair
+from upo.config import RunConfig
+from upo.policy import PairForward, main_ref_logps
+from upo.strict import from_dict
+from upo.train_offline import train
+
+
+def make_cache(tmp_path, model_dir, data) -> Path:
+    out = tmp_path / "ref.pt"
+    assert main_ref_logps(["--model", str(model_dir), "--train", str(data["train"]), "--test",
+                           str(data["test"]), "--out", str(out), "--max-length", "64",
+                           "--max-prompt-length", "32"]) == 0
+    return out
+
+
+def run_config(tmp_path, model_dir, data, cache, name, loss, kwargs, **train) -> RunConfig:
+    return from_dict(RunConfig, {
+        "method": name, "seed": 0, "output_dir": str(tmp_path / name),
+        "model": {"name": "tiny", "path": str(model_dir)},
+        "reference": {"path": str(model_dir), "logps_cache": str(cache)},
+        "data": {"train": str(data["train"]), "test": str(data["test"]), "max_length": 64,
+                 "max_prompt_length": 32, "aux_rewards": {"readability": 1.0}},
+        "loss": {"name": loss, "kwargs": kwargs},
+        "optim": {"lr": 5.0e-3},
+        "train": {"max_steps": 30, "batch_size": 8, "threads": 1, **train},
+    })
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    with open(run_dir / "train_log.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_concatenated_forward_equals_separate_forwards(tiny_model_dir):
+    from upo.models import load_model, load_tokenizer
+
+    tokenizer, model = load_tokenizer(tiny_model_dir), load_model(tiny_model_dir)
+    pairs = [tokenize_pair(tokenizer, [{"role": "user", "content": "the cat" * (i + 1)}], "we love it",
+                           "we hate cold rain and mats" * (i + 1), 64, 32) for i in range(3)]
+    forward = PairForward(model).eval()
+    with torch.no_grad():
+        together = forward(**collate_pairs(pairs, tokenizer.pad_token_id))["logps"]
+        separate = []
+        for side in ("chosen_ids", "rejected_ids"):
+            for pair in pairs:
+                single = type(pair)(pair.prompt_ids, getattr(pair, side), getattr(pair, side), False)
+                separate.append(forward(**collate_pairs([single], tokenizer.pad_token_id, False))["logps"])
+    torch.testing.assert_close(together, torch.cat(separate), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_dpo_raises_margin_and_upo_zero_weight_trains_to_dpo_weights(tmp_path, tiny_model_dir, tiny_data):
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, "dpo", "dpo", {"beta": 0.5}))
+    log = read_log(tmp_path / "dpo")
+    assert float(log[-1]["loss"]) < float(log[0]["loss"])
+    assert float(log[-1]["train/rewards/margin"]) > float(log[0]["train/rewards/margin"])
+    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, "upo0", "upo", {"beta": 0.5, "aux_weight": 0.0}))
+    dpo_weights = load_file(str(tmp_path / "dpo/model/model.safetensors"))
+    upo_weights = load_file(str(tmp_path / "upo0/model/model.safetensors"))
+    assert all(torch.equal(dpo_weights[k], upo_weights[k]) for k in dpo_weights)
+
+
+@pytest.mark.slow
+def test_upo_shifts_likelihood_toward_more_readable_response(tmp_path, tiny_model_dir, tiny_data):
+    """With a large aux weight the log-ratio moves toward the response with higher readability."""
+    from upo.io import read_jsonl
+    from upo.models import load_model, load_tokenizer
+    from upo.policy import compute_pair_logps, tokenize_records
+
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, "upo", "upo",
+                     {"beta": 0.1, "aux_weight": 4.0}))
+    assert float(read_log(tmp_path / "upo")[-1]["loss"]) < float(read_log(tmp_path / "upo")[0]["loss"])
+    records = read_jsonl(tiny_data["train"])
+    tokenizer = load_tokenizer(tiny_model_dir)
+    pairs = tokenize_records(records, tokenizer, 64, 32)
+    before = compute_pair_logps(load_model(tiny_model_dir), pairs, tokenizer.pad_token_id)
+    after = compute_pair_logps(load_model(tmp_path / "upo/model"), pairs, tokenizer.pad_token_id)
+    # sign +1 where the chosen response is the more readable one
+    sign = torch.tensor([1.0 if r["aux"]["chosen"]["readability"] > r["aux"]["rejected"]["readability"]
+                         else -1.0 for r in records])
+    shift = ((after["chosen"] - before["chosen"]) - (after["rejected"] - before["rejected"])) * sign
+    assert shift.mean() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,kwargs", [("sft", {}), ("relabel_dpo", {"aux_weight": 1.0})])
+def test_other_methods_reduce_their_loss(tmp_path, tiny_model_dir, tiny_data, loss, kwargs):
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, loss, loss, kwargs))
+    log = read_log(tmp_path / loss)
+    assert float(log[-1]["loss"]) < float(log[0]["loss"])
+    assert (tmp_path / loss / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_final_weights(tmp_path, tiny_model_dir, tiny_data):
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    kwargs = {"beta": 0.5, "aux_weight": 1.0}
+    full = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "full", "upo", kwargs,
+                      max_steps=8, checkpoint_every=3)
+    train(full)
+    resumed = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "resumed", "upo", kwargs,
+                         max_steps=8, checkpoint_every=3)
+    assert train(resumed, stop_after=4) == {"stopped_at": 4}  # "killed" after step 4; checkpoint at 3
+    train(resumed)
+    a = load_file(str(tmp_path / "full/model/model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/model/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_log(tmp_path / "resumed")][-1] == "8"
+
+
+def test_nonfinite_loss_stops_clearly(tmp_path, tiny_model_dir, tiny_data):
+    from upo.train_offline import NonFiniteLossError
+
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "nan", "dpo", {"beta": float("nan")})
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
+        train(cfg)

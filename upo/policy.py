@@ -1,0 +1,188 @@
+"""The policy's forward pass over a pair batch, UPO's value head, and the reference log-prob cache.
+
+``PairForward`` is one ``nn.Module`` so that DDP/FSDP (``accelerate launch``) wrap the whole
+computation: one decoder pass over [chosen; rejected], then the LM head and the log-softmax only at
+response positions (the 49k-token vocabulary dominates the cost of small models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from upo.batching import TokenizedPair, collate_pairs, tokenize_pair
+from upo.io import read_jsonl, sha256_dir
+from upo.logps import IGNORE_INDEX, selective_log_softmax
+
+
+class ValueHead(nn.Module):
+    """V_psi(x): LayerNorm + linear on the last prompt token's hidden state (method note, step 2)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, prompt_states: torch.Tensor) -> torch.Tensor:
+        """(B, H) -> (B,) values."""
+        return self.linear(self.norm(prompt_states.float())).squeeze(-1)
+
+
+def _base_lm(model: nn.Module) -> nn.Module:
+    """The transformers CausalLM inside a peft wrapper (LoRA layers stay injected in it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class PairForward(nn.Module):
+    """Sequence log-probs (and V(x)) of a collated batch in one forward."""
+
+    def __init__(self, model: nn.Module, value_head: ValueHead | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.value_head = value_head
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        prompt_last_index: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Args: (N, T) ids/mask/labels, (N,) prompt end positions.
+
+        Returns: ``logps`` (N,) response log-prob sums, ``lengths`` (N,) response token counts,
+        ``values`` (N,) V(x) on the detached prompt state when a value head is attached,
+        ``prompt_states`` (N, H) detached.
+        """
+        lm = _base_lm(self.model)
+        hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = labels[:, 1:] != IGNORE_INDEX  # (N, T-1): positions that predict a response token
+        response_hidden = hidden[:, :-1][mask]  # (M, H)
+        logits = lm.get_output_embeddings()(response_hidden).float()  # (M, V)
+        selected = selective_log_softmax(logits, labels[:, 1:][mask])  # (M,)
+        token_logps = torch.zeros(mask.shape, dtype=selected.dtype, device=selected.device)
+        token_logps = token_logps.masked_scatter(mask, selected)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        prompt_states = hidden[rows, prompt_last_index].detach()
+        out = {
+            "logps": token_logps.sum(-1),
+            "lengths": mask.sum(-1).to(selected.dtype),
+            "prompt_states": prompt_states,
+        }
+        if self.value_head is not None:
+            out["values"] = self.value_head(prompt_states)
+        return out
+
+
+def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int):
+    return [
+        tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"], max_length, max_prompt_length)
+        for r in records
+    ]
+
+
+@torch.no_grad()
+def compute_pair_logps(
+    model: nn.Module,
+    pairs: list[TokenizedPair],
+    pad_token_id: int,
+    batch_size: int = 16,
+    autocast_bf16: bool = False,
+    desc: str = "reference log-probs",
+) -> dict[str, torch.Tensor]:
+    """Sequence log-probs of every pair under ``model`` (eval mode, no grad).
+
+    Returns: ``chosen``/``rejected`` (N,) float32 sums and ``prompt_states`` (N, H) float32.
+    """
+    forward = PairForward(model).eval()
+    chosen, rejected, states = [], [], []
+    for start in tqdm(range(0, len(pairs), batch_size), desc=desc, leave=False):
+        chunk = pairs[start : start + batch_size]
+        batch = collate_pairs(chunk, pad_token_id)
+        with _autocast(autocast_bf16):
+            out = forward(**batch)
+        half = len(chunk)
+        chosen.append(out["logps"][:half].float())
+        rejected.append(out["logps"][half:].float())
+        states.append(out["prompt_states"][:half].float())
+    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected), "prompt_states": torch.cat(states)}
+
+
+def _autocast(enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
+def cache_settings(model_path: str, max_length: int, max_prompt_length: int, autocast_bf16: bool) -> dict:
+    """What a cache depends on; the trainer refuses a cache whose settings differ from its run."""
+    return {
+        "model_sha256": sha256_dir(model_path),
+        "max_length": max_length,
+        "max_prompt_length": max_prompt_length,
+        "autocast_bf16": autocast_bf16,
+    }
+
+
+def main_ref_logps(argv: list[str]) -> int:
+    """``python -m upo ref-logps``: cache reference log-probs of the train and test pairs."""
+    from upo.models import load_model, load_tokenizer
+
+    parser = argparse.ArgumentParser(prog="python -m upo ref-logps", description=main_ref_logps.__doc__)
+    parser.add_argument("--model", required=True, help="reference model folder (the SFT model)")
+    parser.add_argument("--train", required=True, help="prepared train split (JSONL)")
+    parser.add_argument("--test", required=True, help="prepared test split (JSONL)")
+    parser.add_argument("--out", required=True, help="output .pt file")
+    parser.add_argument("--max-length", type=int, default=192)
+    parser.add_argument("--max-prompt-length", type=int, default=128)
+    parser.add_argument("--test-pairs", type=int, default=64, help="test pairs cached for periodic eval")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--autocast-bf16", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for path in (args.model, args.train, args.test):
+        if not os.path.exists(path):
+            parser.error(f"not found: {path}")
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model)
+    cache = {"settings": cache_settings(args.model, args.max_length, args.max_prompt_length, args.autocast_bf16)}
+    for split, path, limit in (("train", args.train, None), ("test", args.test, args.test_pairs)):
+        records = read_jsonl(path)[:limit]
+        pairs = tokenize_records(records, tokenizer, args.max_length, args.max_prompt_length)
+        logps = compute_pair_logps(
+            model, pairs, tokenizer.pad_token_id, args.batch_size, args.autocast_bf16, f"ref logps {split}"
+        )
+        cache[split] = {"ids": [r["id"] for r in records], **logps}
+    from upo.io import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        torch.save(cache, tmp)
+    print(f"cached reference log-probs of {len(cache['train']['ids'])} train and "
+          f"{len(cache['test']['ids'])} test pairs to {args.out}")
+    return 0
+
+
+def load_reference_cache(path: str, expected_settings: dict) -> dict:
+    """Load a cache and check it was made for this model and tokenisation."""
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(
+            f"reference log-prob cache {path!r} not found; create it with `python -m upo ref-logps`"
+        )
+    cache = torch.load(path, weights_only=True)
+    for key, value in expected_settings.items():
+        if cache["settings"].get(key) != value:
+            raise ValueError(
+                f"{path}: cache was made with {key}={cache['settings'].get(key)!r}, run needs {value!r}; "
+                "recompute it with `python -m upo ref-logps`"
+            )
+    return cache
