@@ -34,7 +34,7 @@ from upo.auxiliary import AuxNormaliser
 from upo.batching import format_prompt
 from upo.config import RunConfig, load_run_config
 from upo.io import atomic_path, read_jsonl, write_json
-from upo.logps import pad_right, selective_log_softmax
+from upo.logps import selective_log_softmax
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
 from upo.reward_model import (
     autocast,
@@ -200,8 +200,13 @@ def _load_policy(run: RunConfig, device):
         lora = run.model.lora
         policy = get_peft_model(
             policy,
-            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                       target_modules=lora.target_modules, task_type="CAUSAL_LM"),
+            LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
         )
     reference = None
     if not shared_base:  # a LoRA policy on the reference's weights uses the base with adapters off
@@ -232,8 +237,13 @@ def rollout(policy, tokenizer, prompts: list[list[dict]], config: PPOConfig, max
     prompt_tensor = torch.tensor([[pad] * (prompt_len - len(p)) + p for p in prompt_ids], device=device)
     prompt_attention = torch.tensor([[0] * (prompt_len - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
     generation = GenerationConfig(
-        do_sample=True, temperature=config.temperature, top_k=0, top_p=1.0,
-        max_new_tokens=config.max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+        do_sample=True,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=config.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad,
     )
     was_training = policy.training
     policy.eval()
@@ -289,7 +299,9 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
                 old_logprobs, old_values = forward_response(
                     policy, input_ids, attention_mask, prompt_len, config.temperature, value_head
                 )
-                ref_logprobs = _reference_logprobs(policy, reference, input_ids, attention_mask, prompt_len, config.temperature)
+                ref_logprobs = _reference_logprobs(
+                    policy, reference, input_ids, attention_mask, prompt_len, config.temperature
+                )
         tokens += int(attention_mask.sum())
         if reward_fn is not None:
             parts = {"score": torch.as_tensor(reward_fn(prompts, texts), dtype=torch.float32)}
@@ -305,7 +317,13 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
             advantages = whiten(advantages, maskf)
 
         # ---- PPO epochs over mini-batches
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "clipfrac": [], "approx_kl": [], "vf_clipfrac": []}
+        stats: dict[str, list[float]] = {
+            "policy_loss": [],
+            "value_loss": [],
+            "clipfrac": [],
+            "approx_kl": [],
+            "vf_clipfrac": [],
+        }
         n = input_ids.shape[0]
         for _ in range(config.ppo_epochs):
             idx = torch.randperm(n)  # a fresh mini-batch split each epoch (seeded global RNG)
@@ -315,15 +333,24 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
                     logprobs, values = forward_response(
                         policy, input_ids[mb], attention_mask[mb], prompt_len, config.temperature, value_head
                     )
-                pg = ppo_policy_loss(logprobs, old_logprobs[mb], advantages[mb], maskf[mb], clip_range=config.clip_range)
-                vf = ppo_value_loss(values, old_values[mb], returns[mb], maskf[mb], clip_range_value=config.clip_range_value)
+                pg = ppo_policy_loss(
+                    logprobs, old_logprobs[mb], advantages[mb], maskf[mb], clip_range=config.clip_range
+                )
+                vf = ppo_value_loss(
+                    values, old_values[mb], returns[mb], maskf[mb], clip_range_value=config.clip_range_value
+                )
                 loss = pg.loss + config.vf_coef * vf.loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(trainable, run.optim.max_grad_norm)
                 optimizer.step()
-                for key, value in (("policy_loss", pg.loss), ("value_loss", vf.loss), ("clipfrac", pg.metrics["clipfrac"]),
-                                   ("approx_kl", pg.metrics["approx_kl"]), ("vf_clipfrac", vf.metrics["clipfrac"])):
+                for key, value in (
+                    ("policy_loss", pg.loss),
+                    ("value_loss", vf.loss),
+                    ("clipfrac", pg.metrics["clipfrac"]),
+                    ("approx_kl", pg.metrics["approx_kl"]),
+                    ("vf_clipfrac", vf.metrics["clipfrac"]),
+                ):
                     stats[key].append(float(value.detach()))
 
         row = {"step": step, "score": float(parts["score"].mean())}

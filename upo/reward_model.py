@@ -32,8 +32,8 @@ import upo.losses.reward  # noqa: F401  (registers bradley_terry)
 from upo.batching import TokenizedPair, collate_pairs, encode_response, format_prompt, tokenize_pair
 from upo.config import RunConfig, load_run_config
 from upo.io import read_jsonl, write_json, write_text
-from upo.losses.base import LossInputs, get_loss
 from upo.logps import pad_right
+from upo.losses.base import LossInputs, get_loss
 
 # ------------------------------------------------------------------------------ shared run helpers
 
@@ -365,7 +365,9 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
             "elapsed_s": time.perf_counter() - start_time,
         }
         if run.train.eval_every and step % run.train.eval_every == 0:
-            held_out = evaluate_pairs(scoring_model, test_pairs[: run.train.eval_pairs], pad_id, device, bf16, batch_size)
+            held_out = evaluate_pairs(
+                scoring_model, test_pairs[: run.train.eval_pairs], pad_id, device, bf16, batch_size
+            )
             row["eval_accuracy"] = held_out["accuracy"]
         log_rows.append(row)
         write_csv(output_dir / "train_log.csv", log_rows)

@@ -77,7 +77,7 @@ def synthetic_records(n: int, seed: int, split: str) -> list[dict]:
         topic = rng.choice(TOPICS)
         length = rng.randint(3, 6)
 
-        def reply(pool):
+        def reply(pool, length=length):
             words = [rng.choice(pool) if rng.random() < 0.5 else rng.choice(NEUTRAL) for _ in range(length)]
             words[0] = rng.choice(pool)  # every reply carries at least one word of its class
             return " ".join(words)

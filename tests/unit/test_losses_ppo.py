@@ -101,9 +101,7 @@ def test_ppo_policy_loss_gradcheck():
     logprobs = (old + 0.5 * torch.randn(2, 5, dtype=f64)).requires_grad_()
     advantages = torch.randn(2, 5, dtype=f64)
     mask = t([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    assert torch.autograd.gradcheck(
-        lambda lp: ppo_losses.ppo_policy_loss(lp, old, advantages, mask).loss, (logprobs,)
-    )
+    assert torch.autograd.gradcheck(lambda lp: ppo_losses.ppo_policy_loss(lp, old, advantages, mask).loss, (logprobs,))
 
 
 # ---------------------------------------------------------------- value loss
@@ -127,9 +125,7 @@ def test_ppo_value_loss_gradcheck():
     values = (old + 0.5 * torch.randn(2, 4, dtype=f64)).requires_grad_()
     returns = torch.randn(2, 4, dtype=f64)
     mask = t([[1, 1, 0, 0], [1, 1, 1, 1]])
-    assert torch.autograd.gradcheck(
-        lambda v: ppo_losses.ppo_value_loss(v, old, returns, mask).loss, (values,)
-    )
+    assert torch.autograd.gradcheck(lambda v: ppo_losses.ppo_value_loss(v, old, returns, mask).loss, (values,))
 
 
 # ---------------------------------------------------------------- GAE

@@ -83,7 +83,9 @@ def test_ppo_raises_a_toy_reward(tmp_path):
         optim={"lr": 3.0e-3},
     )
     out = tmp_path / "out"
-    summary = train_ppo(load_run_config(config_path), out, reward_fn=lambda p, texts: [positive_share(t) for t in texts])
+    summary = train_ppo(
+        load_run_config(config_path), out, reward_fn=lambda p, texts: [positive_share(t) for t in texts]
+    )
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert len(rows) == 30 and summary["steps"] == 30
     score = [float(r["score"]) for r in rows]
@@ -101,7 +103,9 @@ def test_cli_end_to_end_with_reward_model_aux_and_lora(tmp_path, monkeypatch):
     rm_config = write_run(tmp_path, "rm", train={"batch_size": 16, "max_steps": 5, "threads": 1})
     assert upo_main(["train-rm", str(rm_config)]) == 0
     # The aux reward "share" is scored by upo.rewards in real runs; a toy scorer stands in here.
-    monkeypatch.setattr(upo.rewards, "score_texts", lambda name, texts, prompts=None: [positive_share(t) for t in texts])
+    monkeypatch.setattr(
+        upo.rewards, "score_texts", lambda name, texts, prompts=None: [positive_share(t) for t in texts]
+    )
     ppo_yaml = write_run(
         tmp_path,
         "ppo",

@@ -9,7 +9,7 @@ import torch
 from tests.unit.rlhf_tiny import build_tokenizer, write_run
 from upo.config import load_run_config
 from upo.io import read_jsonl
-from upo.reward_model import load_reward_model, score, sequence_scores, train_reward_model
+from upo.reward_model import load_reward_model, score, sequence_scores
 
 
 def test_sequence_scores_pool_by_attention_mask_not_pad_id(tmp_path):
@@ -19,8 +19,14 @@ def test_sequence_scores_pool_by_attention_mask_not_pad_id(tmp_path):
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForSequenceClassification(config).eval()
     eos = tokenizer.eos_token_id

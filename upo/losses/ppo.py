@@ -45,9 +45,7 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return variance
 
 
-def whiten(
-    values: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True, eps: float = 1e-8
-) -> torch.Tensor:
+def whiten(values: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
     """Standardise over the masked positions of the batch: (x - mean) / sqrt(var + eps).
 
     Advantage whitening (PPO implementation detail, Huang et al. 2022 "37 details", #7); with

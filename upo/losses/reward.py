@@ -6,16 +6,13 @@ al. 2022, Eq. 1). Registered as ``bradley_terry`` with ``needs={"rewards"}``.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from upo.losses.base import LossInputs, LossOutput, register_loss, require
 
 
 @register_loss("bradley_terry", needs={"rewards"})
-def bradley_terry_loss(
-    inputs: LossInputs, *, margin: float = 0.0, label_smoothing: float = 0.0
-) -> LossOutput:
+def bradley_terry_loss(inputs: LossInputs, *, margin: float = 0.0, label_smoothing: float = 0.0) -> LossOutput:
     """Pairwise Bradley-Terry loss on reward-model scores.
 
     InstructGPT (Ouyang et al. 2022) Eq. 1, per pair:
