@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from upo.aggregate import AggregateError, build_table, main, seed_means
+from upo.aggregate import SCHEMA_PATH, AggregateError, build_table, main, seed_means
 
 JUDGE = {"name": "vader_oracle", "config": {"threshold": 0.0}, "prompt_sha256": None,
          "model_sha256": None, "package": "alpaca_eval==0.6.6"}  # fmt: skip
@@ -19,6 +19,7 @@ RUNS = [("sft", None, None, 0)]
 RUNS += [("dpo", b, None, s) for b in (0.1, 0.5) for s in (0, 1)]
 RUNS += [("upo", 0.1, w, s) for w in (0.5, 2.0) for s in (0, 1)]
 N_PROMPTS = 12
+SHA = "0" * 64
 
 
 def write_run(root: Path, method, beta, weight, seed, judge=JUDGE, scores=True) -> Path:
@@ -47,7 +48,10 @@ def write_run(root: Path, method, beta, weight, seed, judge=JUDGE, scores=True) 
         "kl": None if method == "sft" else {"value": 1.0 + (weight or 0), "se": 0.1, "n": N_PROMPTS},
         "lm_eval": {"tiny": {"acc": 0.5, "version": 1}},
         "cost": {"train_wall_s": 10.0, "tokens": 1000, "peak_mem_mb": None},
-        "manifest": {},
+        "manifest": {"packages": {"upo": "0"}, "task_versions": {"tiny": 1}, "data_sha256": {"test": SHA},
+                     "model_sha256": SHA, "run_config_sha256": SHA,
+                     "generation": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 48, "seed": 0,
+                                    "n": 1}},
     }  # fmt: skip
     path = run_dir / "metrics.json"
     path.write_text(json.dumps(metrics))
@@ -90,6 +94,11 @@ def test_missing_key_names_file_and_key(tmp_path, runs):
     runs[1].write_text(json.dumps(data))
     with pytest.raises(AggregateError, match=r"metrics.json: missing key 'mean_tokens'"):
         build_table(runs, schema_path=None)
+
+
+@pytest.mark.skipif(not SCHEMA_PATH.is_file(), reason="metrics schema not written yet")
+def test_synthetic_runs_satisfy_the_project_schema(runs):
+    assert len(build_table(runs)) == len(RUNS)  # validates every file against SCHEMA_PATH
 
 
 def test_schema_violation_names_the_file(tmp_path, runs):
