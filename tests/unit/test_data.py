@@ -1,0 +1,329 @@
+"""Preference loaders (hh, shp, oasst, jsonl), report counts, on_error, length checks and CLIs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from upo.data import (
+    DataError,
+    load_preferences,
+    main_data_report,
+    main_prepare,
+    parse_hh_dialogue,
+    prompt_key,
+    render_hh_dialogue,
+    split_by_prompt,
+)
+from upo.io import read_jsonl
+
+HH_FIXTURE = Path(__file__).resolve().parents[3] / "shared/fixtures/hh_harmless_sample.jsonl"
+
+
+def write_rows(path: Path, rows: list, raw_lines: tuple[str, ...] = ()) -> Path:
+    lines = [json.dumps(r) for r in rows] + list(raw_lines)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def check_invariant(report) -> None:
+    assert report.parsed + sum(report.skipped_by_reason.values()) == report.rows
+
+
+def hh(prompt: str, reply: str) -> str:
+    return f"\n\nHuman: {prompt}\n\nAssistant: {reply}"
+
+
+# --------------------------------------------------------------------------- hh
+@pytest.mark.skipif(not HH_FIXTURE.is_file(), reason="shared HH fixture absent")
+def test_hh_real_rows_parse_and_reassemble():
+    raw = read_jsonl(HH_FIXTURE)
+    records, report = load_preferences("hh", str(HH_FIXTURE), on_error="fail")
+    assert report.rows == len(raw) and report.parsed == len(raw) == len(records)
+    for row, record in zip(raw, records, strict=True):
+        assert render_hh_dialogue(record["prompt"], record["chosen"]) == row["chosen"]
+        assert render_hh_dialogue(record["prompt"], record["rejected"]) == row["rejected"]
+        assert record["prompt"][-1]["role"] == "user" and record["source"] == "hh"
+        roles = [m["role"] for m in record["prompt"]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"]
+
+
+def test_hh_dialogue_parsing_and_errors():
+    text = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant:  Fine. "
+    prompt, reply = parse_hh_dialogue(text)
+    assert prompt == [
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "How are you?"},
+    ]
+    assert reply == " Fine. "  # verbatim after the one separating space
+    assert render_hh_dialogue(prompt, reply) == text
+    for bad in ["Hi\n\nHuman: x\n\nAssistant: y", "\n\nHuman: x", "\n\nHuman:x\n\nAssistant: y",
+                "\n\nHuman: x\n\nHuman: y\n\nAssistant: z"]:  # fmt: skip
+        with pytest.raises(ValueError):
+            parse_hh_dialogue(bad)
+
+
+def test_hh_malformed_rows_counted(tmp_path):
+    rows = [
+        {"chosen": hh("q1", "good"), "rejected": hh("q1", "bad")},
+        {"chosen": hh("q2", "same"), "rejected": hh("q2", "same")},  # identical
+        {"chosen": hh("q3", ""), "rejected": hh("q3", "bad")},  # empty chosen
+        {"chosen": hh("q4", "a"), "rejected": hh("other", "b")},  # prompts differ
+        {"chosen": "no turns at all", "rejected": hh("q5", "b")},  # unparseable
+        {"rejected": hh("q6", "b")},  # missing chosen
+        {"chosen": hh("q1", "good"), "rejected": hh("q1", "bad")},  # duplicate of row 1
+    ]
+    path = write_rows(tmp_path / "hh.jsonl.gz", rows, raw_lines=("{not json",))
+    records, report = load_preferences("hh", str(path))
+    check_invariant(report)
+    assert report.rows == 8 and report.parsed == 1
+    assert report.skipped_by_reason == {
+        "identical_responses": 1, "empty_response": 1, "prompt_mismatch": 1,
+        "unparseable_dialogue": 1, "missing_field": 1, "duplicate": 1, "invalid_json": 1,
+    }  # fmt: skip
+    assert records[0]["chosen"] == "good" and records[0]["prompt"] == [
+        {"role": "user", "content": "q1"}
+    ]
+    with pytest.raises(DataError, match=r"hh\.jsonl\.gz:2: identical_responses"):
+        load_preferences("hh", str(path), on_error="fail")
+
+
+def test_hh_dataset_folder_via_datasets(tmp_path):
+    """The hub code path (datasets.load_dataset with data_dir) on a local dataset folder."""
+    folder = tmp_path / "hh-rlhf"
+    (folder / "harmless-base").mkdir(parents=True)
+    (folder / "helpful-base").mkdir(parents=True)
+    rows = [{"chosen": hh(f"q{i}", "yes"), "rejected": hh(f"q{i}", "no")} for i in range(3)]
+    write_rows(folder / "harmless-base" / "train.jsonl", rows)
+    write_rows(folder / "harmless-base" / "test.jsonl", rows[:1])
+    write_rows(folder / "helpful-base" / "train.jsonl", rows[:2])
+    records, report = load_preferences("hh", str(folder), data_dir="harmless-base", split="train")
+    assert report.parsed == 3 and [r["prompt"][0]["content"] for r in records] == ["q0", "q1", "q2"]
+    _, report = load_preferences("hh", str(folder), data_dir="harmless-base", split="test")
+    assert report.rows == 1
+
+
+def test_limit_stops_reading(tmp_path):
+    rows = [{"chosen": hh(f"q{i}", "yes"), "rejected": hh(f"q{i}", "no")} for i in range(10)]
+    path = write_rows(tmp_path / "hh.jsonl", rows)
+    records, report = load_preferences("hh", str(path), limit=4)
+    assert len(records) == 4 and report.rows == 4
+
+
+def test_unknown_loader_and_missing_file(tmp_path):
+    with pytest.raises(KeyError, match="hh, jsonl, oasst, shp"):
+        load_preferences("nope", "x.jsonl")
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        load_preferences("hh", str(tmp_path / "missing.jsonl"))
+
+
+# --------------------------------------------------------------------------- shp
+def shp_row(post, a, b, label, sa, sb, history="What should I read?"):
+    return {"post_id": post, "domain": "books_train", "upvote_ratio": 0.9, "history": history,
+            "c_root_id_A": "x", "c_root_id_B": "y", "created_at_utc_A": 1, "created_at_utc_B": 2,
+            "score_A": sa, "score_B": sb, "human_ref_A": a, "human_ref_B": b, "labels": label,
+            "seconds_difference": 1.0, "score_ratio": max(sa / sb, sb / sa)}  # fmt: skip
+
+
+def test_shp_filters_and_labels(tmp_path):
+    rows = [
+        shp_row("p1", "Try  Dune.", "Read nothing.", 1, 10, 2),  # A preferred, ratio 5
+        shp_row("p1", "Meh", "Try Borges.", 0, 3, 9),  # B preferred, ratio 3
+        shp_row("p1", "x", "y", 1, 3, 2),  # ratio 1.5 < 2
+        *[shp_row("p2", f"a{i}", f"b{i}", 1, 20, 1, history="Other post") for i in range(7)],
+        {"post_id": "p3", "history": "h", "human_ref_A": "a", "human_ref_B": "b", "labels": 2},
+    ]
+    path = write_rows(tmp_path / "shp.jsonl", rows)
+    records, report = load_preferences("shp", str(path), split="train", seed=0)
+    check_invariant(report)
+    assert report.skipped_by_reason == {"low_score_ratio": 1, "over_pair_cap": 2, "bad_field": 1}
+    assert records[0]["chosen"] == "Try Dune." and records[0]["rejected"] == "Read nothing."
+    assert records[1]["chosen"] == "Try Borges." and records[1]["rejected"] == "Meh"
+    assert sum(r["prompt"][0]["content"] == "Other post" for r in records) == 5
+    again, _ = load_preferences("shp", str(path), split="train", seed=0)
+    assert [r["id"] for r in again] == [r["id"] for r in records]  # seeded cap is deterministic
+    _, test_report = load_preferences("shp", str(path), split="test")
+    assert test_report.skipped_by_reason == {"bad_field": 1}  # filters apply to train only
+
+
+# --------------------------------------------------------------------------- oasst
+def msg(mid, parent, role, text, rank=None, lang="en"):
+    return {"message_id": mid, "parent_id": parent, "user_id": "u", "created_date": "2023",
+            "text": text, "role": role, "lang": lang, "review_count": 3, "review_result": True,
+            "deleted": False, "rank": rank, "synthetic": False, "model_name": None,
+            "message_tree_id": "t", "tree_state": "ready_for_export"}  # fmt: skip
+
+
+def test_oasst_ranked_sibling_pairs(tmp_path):
+    rows = [
+        msg("q", None, "prompter", "Explain  gravity."),
+        msg("a0", "q", "assistant", "Mass attracts mass.", rank=0),
+        msg("a1", "q", "assistant", "It is magic.", rank=1),
+        msg("a2", "q", "assistant", "No idea.", rank=2),
+        msg("f", "a0", "prompter", "Why?", rank=0),
+        msg("f0", "f", "assistant", "Spacetime curves.", rank=0),
+        msg("f1", "f", "assistant", "Because.", rank=1),
+        msg("u", "f", "assistant", "Unranked reply."),
+        msg("de", None, "prompter", "Hallo", lang="de"),
+        msg("orphan", "gone", "assistant", "Lost", rank=1),
+        msg("lonely", "q", "assistant", "Gap", rank=5),
+    ]
+    path = write_rows(tmp_path / "oasst.jsonl", rows)
+    records, report = load_preferences("oasst", str(path))
+    check_invariant(report)
+    assert report.rows == len(rows) and report.parsed == 3
+    assert report.skipped_by_reason == {
+        "prompter_turn": 2, "top_ranked": 2, "unranked": 1, "not_english": 1,
+        "missing_parent": 1, "no_better_sibling": 1,
+    }  # fmt: skip
+    pairs = {(r["chosen"], r["rejected"]) for r in records}
+    assert pairs == {("Mass attracts mass.", "It is magic."), ("It is magic.", "No idea."),
+                     ("Spacetime curves.", "Because.")}  # fmt: skip
+    deep = next(r for r in records if r["chosen"] == "Spacetime curves.")
+    assert deep["prompt"] == [
+        {"role": "user", "content": "Explain gravity."},  # spaces collapsed as in HALOs
+        {"role": "assistant", "content": "Mass attracts mass."},
+        {"role": "user", "content": "Why?"},
+    ]
+
+
+# --------------------------------------------------------------------------- jsonl
+def test_jsonl_loader_keeps_aux_and_oracle(tmp_path):
+    rows = [
+        {"id": "r1", "prompt": "Say hi", "chosen": "Hi!", "rejected": "No.",
+         "aux": {"chosen": {"readability": 0.9}, "rejected": {"readability": 0.1}},
+         "oracle": {"chosen": 0.8, "rejected": 0.2}},
+        {"prompt": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hey"}],
+         "chosen": "Hello", "rejected": "Go away", "source": "mine"},
+        {"prompt": [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"},
+        {"prompt": "p", "chosen": "a", "rejected": "b", "aux": [1, 2]},
+        {"prompt": "p", "chosen": 3, "rejected": "b"},
+        {"chosen": "a", "rejected": "b"},
+    ]  # fmt: skip
+    path = write_rows(tmp_path / "prefs.jsonl", rows)
+    records, report = load_preferences("jsonl", str(path))
+    check_invariant(report)
+    assert report.skipped_by_reason == {
+        "unparseable_dialogue": 1,
+        "bad_field": 2,
+        "missing_field": 1,
+    }
+    assert records[0]["id"] == "r1" and records[0]["oracle"] == {"chosen": 0.8, "rejected": 0.2}
+    assert records[0]["prompt"] == [{"role": "user", "content": "Say hi"}]
+    assert records[1]["source"] == "mine" and records[1]["id"].startswith("mine-")
+    with pytest.raises(DataError, match=r"prefs\.jsonl:3: unparseable_dialogue"):
+        load_preferences("jsonl", str(path), on_error="fail")
+
+
+# --------------------------------------------------------------------------- lengths
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    """Word-level tokenizer: prompt = <|user|> words <|assistant|>; response = words + <eos>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>"])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    specials = {"eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        additional_special_tokens=["<|user|>", "<|assistant|>"],
+        **specials,
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    return tokenizer
+
+
+def test_too_long_and_truncated(tmp_path, word_tokenizer):
+    words = lambda n: " ".join(["w"] * n)  # noqa: E731
+    rows = [
+        {"prompt": words(3), "chosen": words(3), "rejected": words(2)},  # 5 + 4 = 9 <= 10: fits
+        {"prompt": words(6), "chosen": words(4), "rejected": words(1)},  # 8 + 5 > 10: truncated
+        {"prompt": words(9), "chosen": "a", "rejected": "b"},  # prompt alone 11 >= 10: too long
+    ]
+    path = write_rows(tmp_path / "len.jsonl", rows)
+    kwargs = {"tokenizer": word_tokenizer, "max_length": 10, "max_prompt_length": 4}
+    records, report = load_preferences("jsonl", str(path), **kwargs)
+    check_invariant(report)
+    assert report.to_dict() == {
+        "rows": 3,
+        "parsed": 2,
+        "skipped_by_reason": {"too_long": 1},
+        "truncated": 1,
+    }
+    _, dropped = load_preferences("jsonl", str(path), truncation="drop", **kwargs)
+    assert dropped.skipped_by_reason == {"too_long": 2} and dropped.truncated == 0
+    with pytest.raises(DataError, match=r"len\.jsonl:3: too_long"):
+        load_preferences("jsonl", str(path), on_error="fail", **kwargs)
+    with pytest.raises(ValueError, match="together"):
+        load_preferences("jsonl", str(path), tokenizer=word_tokenizer, max_length=10)
+
+
+# --------------------------------------------------------------------------- split and CLIs
+def test_split_by_prompt_is_disjoint_and_seeded():
+    prompts = [[{"role": "user", "content": f"p{i % 7}"}] for i in range(30)]
+    records = [{"prompt": p, "chosen": str(i), "rejected": "x"} for i, p in enumerate(prompts)]
+    train, test = split_by_prompt(records, 8, seed=3)
+    assert len(train) + len(test) == 30 and len(test) >= 8
+    assert not {prompt_key(r) for r in train} & {prompt_key(r) for r in test}
+    assert split_by_prompt(records, 8, seed=3) == (train, test)
+
+
+def test_data_report_cli_invariant(tmp_path, capsys):
+    rows = [{"chosen": hh(f"q{i}", "yes"), "rejected": hh(f"q{i}", "yes" if i == 2 else "no")}
+            for i in range(5)]  # fmt: skip
+    path = write_rows(tmp_path / "hh.jsonl", rows, raw_lines=("[1, 2]",))
+    assert main_data_report(["--loader", "hh", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"rows", "parsed", "skipped_by_reason"}
+    assert out["parsed"] + sum(out["skipped_by_reason"].values()) == out["rows"] == 6
+    assert main_data_report(["--loader", "hh", str(path), "--on-error", "fail"]) == 1
+    assert "hh.jsonl:3: identical_responses" in capsys.readouterr().err
+
+
+def test_prepare_data_cli(tmp_path, capsys):
+    rows = [{"id": f"r{i}", "prompt": f"topic {i % 6}", "chosen": "I love this lovely day.",
+             "rejected": f"Terrible {i}.", "oracle": {"chosen": 1.0, "rejected": 0.0},
+             **({"aux": {"chosen": {"brevity": 0.123}}} if i == 0 else {})}
+            for i in range(18)]  # fmt: skip
+    path = write_rows(tmp_path / "prefs.jsonl", rows)
+    out = tmp_path / "out"
+    argv = ["--loader", "jsonl", "--source", str(path), "--out-dir", str(out), "--test-size", "5",
+            "--aux", "brevity,sentiment", "--seed", "1",
+            "--reward-cache", str(tmp_path / "c.sqlite")]  # fmt: skip
+    assert main_prepare(argv) == 0
+    train, test = read_jsonl(out / "train.jsonl"), read_jsonl(out / "test.jsonl")
+    report = json.loads((out / "report.json").read_text())
+    assert len(train) + len(test) == 18 and report["n_test"] == len(test) >= 5
+    assert not {prompt_key(r) for r in train} & {prompt_key(r) for r in test}
+    for record in train + test:
+        assert (
+            set(record["aux"]["chosen"])
+            == set(record["aux"]["rejected"])
+            == {"brevity", "sentiment"}
+        )
+        assert record["oracle"] == {"chosen": 1.0, "rejected": 0.0}
+    first = next(r for r in train + test if r["id"] == "r0")
+    assert first["aux"]["chosen"]["brevity"] == 0.123  # existing score reused
+    assert report["aux_scores_computed"] == 18 * 4 - 1
+    assert {r["name"] for r in report["rewards"]} == {"brevity", "sentiment"}
+    # deterministic: a second run writes the same files
+    snapshot = (out / "train.jsonl").read_text()
+    assert main_prepare(argv) == 0 and (out / "train.jsonl").read_text() == snapshot
+    # --test-from: prompts of the test source are removed from train
+    test_path = write_rows(tmp_path / "test.jsonl", rows[:2])
+    argv2 = ["--loader", "jsonl", "--source", str(path), "--out-dir", str(tmp_path / "o2"),
+             "--test-from", str(test_path)]  # fmt: skip
+    assert main_prepare(argv2) == 0
+    report2 = json.loads((tmp_path / "o2" / "report.json").read_text())
+    assert report2["n_test"] == 2 and report2["n_train"] == 18 - 6  # topics 0 and 1: 3 rows each
