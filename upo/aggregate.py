@@ -217,9 +217,7 @@ def _check_scores(table: pd.DataFrame, scores: dict[str, dict], aux: list[str]) 
     first_source, ids = table["source"].iloc[0], sorted(scores[table["source"].iloc[0]])
     for _, run in table.iterrows():
         if sorted(scores[run["source"]]) != ids:
-            raise AggregateError(
-                f"runs are not paired: prompt ids of {first_source} and {run['source']} differ"
-            )
+            raise AggregateError(f"runs are not paired: prompt ids of {first_source} and {run['source']} differ")
     for column in ["win_rate", *(f"aux_{a}" for a in aux)]:
         matrix = _score_matrix(table, scores, ids, column)
         expected = table[column].to_numpy(dtype=float) / (100.0 if column == "win_rate" else 1.0)
@@ -411,9 +409,7 @@ def main(argv: list[str]) -> int:
     try:
         table = build_table(args.metrics, args.schema)
         scores = None if args.no_prompt_bootstrap else {s: load_scores(s) for s in table["source"]}
-        frontier = frontier_table(
-            table, scores, tuple(args.reference_point), args.n_boot, args.bootstrap_seed
-        )
+        frontier = frontier_table(table, scores, tuple(args.reference_point), args.n_boot, args.bootstrap_seed)
     except AggregateError as error:
         print(f"aggregate: {error}", file=sys.stderr)
         return 1

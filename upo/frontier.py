@@ -144,9 +144,7 @@ def bootstrap_hypervolume(
         HypervolumeCI; ``value`` is the hypervolume of the full-data means (not a bootstrap mean).
     """
     if len(x_scores) != len(y_scores) or not x_scores:
-        raise ValueError(
-            f"need the same, non-zero number of x and y arrays ({len(x_scores)}, {len(y_scores)})"
-        )
+        raise ValueError(f"need the same, non-zero number of x and y arrays ({len(x_scores)}, {len(y_scores)})")
     if n_boot < 1 or not 0 < level < 1:
         raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     xs = [np.atleast_2d(np.asarray(a, dtype=float)) for a in x_scores]

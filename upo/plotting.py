@@ -138,9 +138,7 @@ def _draw_front(ax, points: pd.DataFrame, x: str, y: str) -> None:
         return
     front = points[pareto_front(points[[x, y]].to_numpy(dtype=float))].sort_values(x)
     # x ascending means y descending on a front; 'pre' steps trace the dominated region's edge
-    ax.step(
-        front[x], front[y], where="pre", ls="--", lw=1.5, color="0.4", label="Pareto front (all)", zorder=1
-    )
+    ax.step(front[x], front[y], where="pre", ls="--", lw=1.5, color="0.4", label="Pareto front (all)", zorder=1)
 
 
 def _cells(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -169,9 +167,7 @@ def _judge(table: pd.DataFrame) -> str:
 
 
 def _subplots(rows: int, cols: int, width: float = 4.8, height: float = 3.8):
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained"
-    )
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     return fig, axes
 
 
