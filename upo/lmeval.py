@@ -134,9 +134,11 @@ def _flatten(task_results: dict[str, Any]) -> dict[str, float | None]:
     for key, value in task_results.items():
         if key == "alias" or key == "samples":
             continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # labels such as the task's display name, and "N/A" stderrs
         metric, _, flt = key.partition(",")
         name = metric if flt in ("", "none") else f"{metric}_{flt}"
-        out[name] = float(value) if isinstance(value, (int, float)) and value == value else None
+        out[name] = float(value) if value == value else None  # NaN -> null in JSON
     return out
 
 

@@ -31,6 +31,7 @@ def evaluated_run(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
     reference = save_tiny_llama(root / "reference", tiny_tokenizer_dir, seed=1)
     run = write_run(root / "run", tiny_model_dir, data, {
         "max_prompts": 6, "max_new_tokens": 8, "batch_size": 4, "aux_rewards": ["readability", "brevity"],
+        "lm_eval_tasks": ["upo_pref_acc"], "lm_eval_limit": 3,
     }, reference=reference)
     (run / "train_summary.json").write_text(json.dumps({"wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0, "steps": 2}))
     assert main(["generate", str(run)]) == 0
@@ -48,6 +49,8 @@ def test_metrics_validate_and_match_scores(evaluated_run):
     assert metrics["cost"] == {"train_wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0}
     assert metrics["kl"]["n"] == 6 and metrics["kl"]["value"] != 0
     assert len(metrics["manifest"]["data_sha256"]) == 2
+    assert 0 <= metrics["lm_eval"]["upo_pref_acc"]["acc"] <= 1
+    assert metrics["manifest"]["task_versions"]["upo_pref_acc"] == metrics["lm_eval"]["upo_pref_acc"]["version"]
     scores = read_jsonl(evaluated_run / "scores.jsonl")
     generations = read_jsonl(evaluated_run / "generations.jsonl")
     assert [s["id"] for s in scores] == [g["id"] for g in generations]
