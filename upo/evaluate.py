@@ -33,8 +33,20 @@ SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
 # Packages whose versions go into every manifest (those installed).
 MANIFEST_PACKAGES = (
-    "torch", "transformers", "tokenizers", "peft", "trl", "accelerate", "alpaca_eval", "lm_eval",
-    "datasets", "textstat", "vaderSentiment", "alt-profanity-check", "numpy", "pandas",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "trl",
+    "accelerate",
+    "alpaca_eval",
+    "lm_eval",
+    "datasets",
+    "textstat",
+    "vaderSentiment",
+    "alt-profanity-check",
+    "numpy",
+    "pandas",
 )
 
 
@@ -120,7 +132,9 @@ def sequence_kl(
     out: list[float] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="kl", unit="batch"):
         seqs, labels = [], []
-        for messages, ids in zip(prompts[start : start + batch_size], response_ids[start : start + batch_size], strict=True):
+        for messages, ids in zip(
+            prompts[start : start + batch_size], response_ids[start : start + batch_size], strict=True
+        ):
             prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
             seqs.append(prompt_ids + list(ids))
             labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
@@ -147,7 +161,9 @@ def _response_ids(rows: list[dict], tokenizer, path: Path) -> list[list[int]]:
 def _reference_outputs(run_config, eval_config: EvalConfig, rows: list[dict]) -> list[dict]:
     """Rows the judge compares with: the dataset's chosen reply or the SFT model's sample."""
     if eval_config.reference == "dataset_chosen":
-        return [{"instruction": r["instruction"], "output": r["reference"], "generator": "dataset_chosen"} for r in rows]
+        return [
+            {"instruction": r["instruction"], "output": r["reference"], "generator": "dataset_chosen"} for r in rows
+        ]
     if not run_config.reference.path:
         raise ValueError("eval.reference = sft_samples needs reference.path (the SFT model folder)")
     path = Path(run_config.reference.path).parent / "generations.jsonl"
@@ -160,7 +176,9 @@ def _reference_outputs(run_config, eval_config: EvalConfig, rows: list[dict]) ->
     lost = [r["id"] for r in rows if r["id"] not in by_id]
     if lost:
         raise ValueError(f"{path}: no SFT sample for prompt id {lost[0]!r}")
-    return [{"instruction": r["instruction"], "output": by_id[r["id"]]["output"], "generator": "sft_samples"} for r in rows]
+    return [
+        {"instruction": r["instruction"], "output": by_id[r["id"]]["output"], "generator": "sft_samples"} for r in rows
+    ]
 
 
 def _aux_metrics(names: list[str], texts: list[str], prompts: list[str]) -> tuple[dict, dict[str, list[float]]]:
@@ -197,7 +215,11 @@ def _cost(run_dir: Path) -> dict:
     if not path.is_file():
         return {"train_wall_s": None, "tokens": None, "peak_mem_mb": None}
     summary = json.loads(path.read_text(encoding="utf-8"))
-    return {"train_wall_s": summary.get("wall_s"), "tokens": summary.get("tokens"), "peak_mem_mb": summary.get("peak_mem_mb")}
+    return {
+        "train_wall_s": summary.get("wall_s"),
+        "tokens": summary.get("tokens"),
+        "peak_mem_mb": summary.get("peak_mem_mb"),
+    }
 
 
 def validate_metrics(metrics: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
@@ -250,7 +272,11 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
     eos = tokenizer.eos_token_id
     n_tokens = [len(x) - (1 if x and x[-1] == eos else 0) for x in ids]  # content tokens, EOS excluded
     mean_tokens, se_tokens = mean_se([float(n) for n in n_tokens])
-    length = {"mean_tokens": mean_tokens, "se": se_tokens, "mean_words": mean_se([float(len(t.split())) for t in texts])[0]}
+    length = {
+        "mean_tokens": mean_tokens,
+        "se": se_tokens,
+        "mean_words": mean_se([float(len(t.split())) for t in texts])[0],
+    }
 
     kl_values: list[float] | None = None
     kl = None
@@ -277,8 +303,15 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
             pref_data=run_config.data.test or None,
         )
 
-    data_sha = {k: sha256_file(p) for k, p in (("train", run_config.data.train), ("test", run_config.data.test)) if p and Path(p).is_file()}
-    generation = {k: getattr(eval_config, k) for k in ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "max_prompts")}
+    data_sha = {
+        k: sha256_file(p)
+        for k, p in (("train", run_config.data.train), ("test", run_config.data.test))
+        if p and Path(p).is_file()
+    }
+    generation = {
+        k: getattr(eval_config, k)
+        for k in ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "max_prompts")
+    }
     generation["n"] = len(rows)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -328,5 +361,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     metrics = evaluate_run(args.run_dir)
     wr = metrics["win_rate"]
-    print(f"win rate {wr['value']:.1f} +- {wr['se']:.1f} (n={wr['n']}); wrote {Path(args.run_dir) / 'metrics.json'}", file=sys.stderr)
+    print(
+        f"win rate {wr['value']:.1f} +- {wr['se']:.1f} (n={wr['n']}); wrote {Path(args.run_dir) / 'metrics.json'}",
+        file=sys.stderr,
+    )
     return 0

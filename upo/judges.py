@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 # Prompt template given to AlpacaEval for our in-process judges. It is a transport format, not a
 # judging prompt: the callable splits it back into its three fields.
 _MARKERS = ("<|upo-instruction|>\n", "\n<|upo-output-1|>\n", "\n<|upo-output-2|>\n", "\n<|upo-end|>")
-TRANSPORT_TEMPLATE = "".join(m + f for m, f in zip(_MARKERS, ("{instruction}", "{output_1}", "{output_2}", ""), strict=True))
+TRANSPORT_TEMPLATE = "".join(
+    m + f for m, f in zip(_MARKERS, ("{instruction}", "{output_1}", "{output_2}", ""), strict=True)
+)
 
 # The local judge's question; its sha256 is part of every result's judge identity.
 LOCAL_JUDGE_PROMPT = (
@@ -224,8 +226,14 @@ def position_debiased_scorer(prob_first_better: Callable[[list[str]], list[float
 
     def score(instructions: list[str], outputs_1: list[str], outputs_2: list[str]) -> list[float]:
         render = LOCAL_JUDGE_PROMPT.format
-        forward = [render(instruction=i, output_a=a, output_b=b) for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)]
-        swapped = [render(instruction=i, output_a=b, output_b=a) for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)]
+        forward = [
+            render(instruction=i, output_a=a, output_b=b)
+            for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
+        ]
+        swapped = [
+            render(instruction=i, output_a=b, output_b=a)
+            for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
+        ]
         p_forward = prob_first_better(forward)  # P(output_1 better), output_1 shown as a
         p_swapped = prob_first_better(swapped)  # P(output_2 better), output_2 shown as a
         return [0.5 * ((1.0 - f) + s) for f, s in zip(p_forward, p_swapped, strict=True)]
@@ -262,7 +270,10 @@ def letter_probability_fn(model, tokenizer, batch_size: int = 8) -> Callable[[li
     def probs(prompts: list[str]) -> list[float]:
         out = []
         for start in range(0, len(prompts), batch_size):
-            encoded = [tokenizer(render(p), add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]]
+            encoded = [
+                tokenizer(render(p), add_special_tokens=False)["input_ids"]
+                for p in prompts[start : start + batch_size]
+            ]
             width = max(len(e) for e in encoded)
             ids = torch.tensor([[pad_id] * (width - len(e)) + e for e in encoded], device=device)
             mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)

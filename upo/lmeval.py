@@ -100,8 +100,14 @@ def write_pref_acc_data(records_path: str | Path, out_path: str | Path, limit: i
     rows = []
     for line, record in enumerate(records, start=1):
         try:
-            rows.append({"id": str(record["id"]), "prompt_text": dialogue_text(record["prompt"]),
-                         "chosen": record["chosen"], "rejected": record["rejected"]})
+            rows.append(
+                {
+                    "id": str(record["id"]),
+                    "prompt_text": dialogue_text(record["prompt"]),
+                    "chosen": record["chosen"],
+                    "rejected": record["rejected"],
+                }
+            )
         except (KeyError, TypeError) as error:
             raise ValueError(f"{records_path}:{line}: not a preference record ({error})") from None
     write_jsonl(out_path, rows)
@@ -177,7 +183,10 @@ def run_tasks(
         manager = TaskManager(include_path=str(tmp_dir), include_defaults=False)
         missing = [t for t in tasks if t not in manager.all_tasks]
         if missing:
-            raise TaskLoadError(f"lm-eval could not index the wrapper YAML of {missing[0]!r} (from {resolved[missing[0]]['yaml_path']})")
+            raise TaskLoadError(
+                f"lm-eval could not index the wrapper YAML of {missing[0]!r} "
+                f"(from {resolved[missing[0]]['yaml_path']})"
+            )
         logging.getLogger("lm_eval").setLevel(logging.WARNING)
         output = lm_eval.simple_evaluate(
             model="hf",

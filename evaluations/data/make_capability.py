@@ -13,13 +13,35 @@ from pathlib import Path
 
 SEED = 20240527
 CAPITALS = {
-    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
-    "China": "Beijing", "Egypt": "Cairo", "Canada": "Ottawa", "Australia": "Canberra",
-    "Brazil": "Brasilia", "Russia": "Moscow", "India": "New Delhi", "Kenya": "Nairobi",
-    "Mexico": "Mexico City", "Norway": "Oslo", "Sweden": "Stockholm", "Greece": "Athens",
-    "Portugal": "Lisbon", "Ireland": "Dublin", "Poland": "Warsaw", "Austria": "Vienna",
-    "Peru": "Lima", "Argentina": "Buenos Aires", "Turkey": "Ankara", "Thailand": "Bangkok",
-    "South Korea": "Seoul", "Finland": "Helsinki", "Hungary": "Budapest", "Chile": "Santiago",
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Japan": "Tokyo",
+    "China": "Beijing",
+    "Egypt": "Cairo",
+    "Canada": "Ottawa",
+    "Australia": "Canberra",
+    "Brazil": "Brasilia",
+    "Russia": "Moscow",
+    "India": "New Delhi",
+    "Kenya": "Nairobi",
+    "Mexico": "Mexico City",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Greece": "Athens",
+    "Portugal": "Lisbon",
+    "Ireland": "Dublin",
+    "Poland": "Warsaw",
+    "Austria": "Vienna",
+    "Peru": "Lima",
+    "Argentina": "Buenos Aires",
+    "Turkey": "Ankara",
+    "Thailand": "Bangkok",
+    "South Korea": "Seoul",
+    "Finland": "Helsinki",
+    "Hungary": "Budapest",
+    "Chile": "Santiago",
     "Cuba": "Havana",
 }
 FACTS = [
@@ -58,8 +80,15 @@ def arithmetic(rng: random.Random, n: int) -> list[dict]:
             wrong.add(candidate)
         choices = [answer, *sorted(wrong)]
         rng.shuffle(choices)
-        items.append({"id": f"arith-{i}", "kind": "arithmetic", "question": f"What is {a} {op} {b}?",
-                      "choices": [str(c) for c in choices], "answer": choices.index(answer)})
+        items.append(
+            {
+                "id": f"arith-{i}",
+                "kind": "arithmetic",
+                "question": f"What is {a} {op} {b}?",
+                "choices": [str(c) for c in choices],
+                "answer": choices.index(answer),
+            }
+        )
     return items
 
 
@@ -69,9 +98,15 @@ def capitals(rng: random.Random) -> list[dict]:
     for i, (country, city) in enumerate(sorted(CAPITALS.items())):
         choices = [city, *rng.sample([c for c in cities if c != city], 3)]
         rng.shuffle(choices)
-        items.append({"id": f"capital-{i}", "kind": "capital",
-                      "question": f"What is the capital city of {country}?",
-                      "choices": choices, "answer": choices.index(city)})
+        items.append(
+            {
+                "id": f"capital-{i}",
+                "kind": "capital",
+                "question": f"What is the capital city of {country}?",
+                "choices": choices,
+                "answer": choices.index(city),
+            }
+        )
     return items
 
 
@@ -80,8 +115,15 @@ def facts(rng: random.Random) -> list[dict]:
     for i, (question, right, wrong) in enumerate(FACTS):
         choices = [right, wrong]
         rng.shuffle(choices)
-        items.append({"id": f"fact-{i}", "kind": "fact", "question": question,
-                      "choices": choices, "answer": choices.index(right)})
+        items.append(
+            {
+                "id": f"fact-{i}",
+                "kind": "fact",
+                "question": question,
+                "choices": choices,
+                "answer": choices.index(right),
+            }
+        )
     return items
 
 

@@ -8,11 +8,10 @@ import json
 import pytest
 import torch
 
+from tests.unit.test_generation import write_run
 from upo.evaluate import EvalConfig, evaluate_run, load_eval_config, mean_se, sequence_kl, validate_metrics
 from upo.io import read_jsonl
 from upo.strict import ConfigError, from_dict
-
-from tests.unit.test_generation import write_run
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +28,23 @@ def evaluated_run(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
     write_jsonl(data["train"], records[:10])
     write_jsonl(data["test"], records[10:])
     reference = save_tiny_llama(root / "reference", tiny_tokenizer_dir, seed=1)
-    run = write_run(root / "run", tiny_model_dir, data, {
-        "max_prompts": 6, "max_new_tokens": 8, "batch_size": 4, "aux_rewards": ["readability", "brevity"],
-        "lm_eval_tasks": ["upo_pref_acc"], "lm_eval_limit": 3,
-    }, reference=reference)
-    (run / "train_summary.json").write_text(json.dumps({"wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0, "steps": 2}))
+    run = write_run(
+        root / "run",
+        tiny_model_dir,
+        data,
+        {
+            "max_prompts": 6,
+            "max_new_tokens": 8,
+            "batch_size": 4,
+            "aux_rewards": ["readability", "brevity"],
+            "lm_eval_tasks": ["upo_pref_acc"],
+            "lm_eval_limit": 3,
+        },
+        reference=reference,
+    )
+    (run / "train_summary.json").write_text(
+        json.dumps({"wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0, "steps": 2})
+    )
     assert main(["generate", str(run)]) == 0
     assert main(["evaluate", str(run)]) == 0
     return run
@@ -42,8 +53,15 @@ def evaluated_run(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
 def test_metrics_validate_and_match_scores(evaluated_run):
     metrics = json.loads((evaluated_run / "metrics.json").read_text())
     validate_metrics(metrics)
-    assert metrics["run"] == {"dataset": "tiny", "model": "pico", "method": "dpo", "beta": 0.1,
-                              "aux_weight": None, "seed": 0, "run_dir": str(evaluated_run)}
+    assert metrics["run"] == {
+        "dataset": "tiny",
+        "model": "pico",
+        "method": "dpo",
+        "beta": 0.1,
+        "aux_weight": None,
+        "seed": 0,
+        "run_dir": str(evaluated_run),
+    }
     assert metrics["win_rate"]["n"] == 6 and metrics["win_rate"]["judge"]["name"] == "oracle"
     assert set(metrics["aux"]) == {"readability", "brevity"}
     assert metrics["cost"] == {"train_wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0}

@@ -62,26 +62,31 @@ def write_run(run_dir, model_dir, data, eval_section, reference=None):
     """A minimal run directory: run.yaml plus model/ (a symlink to the tiny model)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "model").symlink_to(model_dir, target_is_directory=True)
-    write_yaml(run_dir / "run.yaml", {
-        "method": "dpo",
-        "tags": {"dataset": "tiny", "model": "pico", "method": "dpo", "beta": 0.1, "aux_weight": None, "seed": 0},
-        "model": {"name": "pico", "path": str(model_dir)},
-        "reference": {"path": str(reference or model_dir)},
-        "data": {"train": str(data["train"]), "test": str(data["test"])},
-        "eval": eval_section,
-    })
+    write_yaml(
+        run_dir / "run.yaml",
+        {
+            "method": "dpo",
+            "tags": {"dataset": "tiny", "model": "pico", "method": "dpo", "beta": 0.1, "aux_weight": None, "seed": 0},
+            "model": {"name": "pico", "path": str(model_dir)},
+            "reference": {"path": str(reference or model_dir)},
+            "data": {"train": str(data["train"]), "test": str(data["test"])},
+            "eval": eval_section,
+        },
+    )
     return run_dir
 
 
 def test_generate_cli(tmp_path, tiny_model_dir, tiny_data):
     from upo.__main__ import main
 
-    run = write_run(tmp_path / "run", tiny_model_dir, tiny_data, {"max_prompts": 5, "max_new_tokens": 6, "batch_size": 4})
+    run = write_run(
+        tmp_path / "run", tiny_model_dir, tiny_data, {"max_prompts": 5, "max_new_tokens": 6, "batch_size": 4}
+    )
     assert main(["generate", str(run)]) == 0
     rows = read_jsonl(run / "generations.jsonl")
     test = read_jsonl(tiny_data["test"])
     assert [r["id"] for r in rows] == [r["id"] for r in test[:5]]
-    for row, record in zip(rows, test):
+    for row, record in zip(rows, test, strict=False):
         assert set(row) >= {"instruction", "output", "generator", "id", "prompt", "reference", "token_ids"}
         assert row["reference"] == record["chosen"] and row["prompt"] == record["prompt"]
         assert row["generator"].startswith("dpo/pico/tiny")

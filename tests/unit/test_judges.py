@@ -14,7 +14,7 @@ def rows(outputs: list[str], generator: str = "model") -> list[dict]:
 
 def length_scorer(instructions, outputs_1, outputs_2):
     """Toy gold judge: the longer output wins (ties 0.5)."""
-    return [judges.preference_from_scores(len(a), len(b), 0.0) for a, b in zip(outputs_1, outputs_2)]
+    return [judges.preference_from_scores(len(a), len(b), 0.0) for a, b in zip(outputs_1, outputs_2, strict=False)]
 
 
 def test_oracle_all_wins_gives_100():
@@ -51,7 +51,7 @@ def test_oracle_with_real_sentiment_reward():
 
 def test_soft_preferences():
     assert judges.preference_from_scores(0.2, 0.2, 0.1) == pytest.approx(0.5)
-    assert judges.preference_from_scores(0.2, 0.3, 0.1) == pytest.approx(1 / (1 + 2.718281828 ** -1), rel=1e-6)
+    assert judges.preference_from_scores(0.2, 0.3, 0.1) == pytest.approx(1 / (1 + 2.718281828**-1), rel=1e-6)
     assert judges.preference_from_scores(0.3, 0.2, 0.0) == 0.0
 
 

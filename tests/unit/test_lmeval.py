@@ -25,7 +25,9 @@ def test_shipped_tasks_resolve():
 def test_capability_data_is_reproducible():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_capability", lmeval.REPO_ROOT / "evaluations/data/make_capability.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_capability", lmeval.REPO_ROOT / "evaluations/data/make_capability.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     shipped = read_jsonl(lmeval.REPO_ROOT / "evaluations/data/upo_capability.jsonl")
@@ -61,8 +63,13 @@ def test_tasks_run_on_tiny_model(tiny_model_dir, tiny_data, tmp_path, monkeypatc
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)  # relative data_files must not depend on the working directory
     results, versions = lmeval.run_tasks(
-        tiny_model_dir, TASKS, include_path=lmeval.REPO_ROOT / "evaluations/tasks", limit=4,
-        pref_data=tiny_data["test"], batch_size=4, device="cpu",
+        tiny_model_dir,
+        TASKS,
+        include_path=lmeval.REPO_ROOT / "evaluations/tasks",
+        limit=4,
+        pref_data=tiny_data["test"],
+        batch_size=4,
+        device="cpu",
     )
     for task in TASKS:
         assert 0.0 <= results[task]["acc"] <= 1.0
