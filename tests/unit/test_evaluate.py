@@ -132,3 +132,21 @@ def test_eval_config_strict():
 def test_mean_se():
     assert mean_se([1.0, 3.0]) == (2.0, pytest.approx(1.0))
     assert mean_se([5.0]) == (5.0, 0.0)
+
+
+def test_sft_samples_reference(tmp_path, tiny_model_dir, tiny_data):
+    from upo.__main__ import main
+
+    section = {"max_prompts": 3, "max_new_tokens": 6, "aux_rewards": [], "kl": False}
+    sft = write_run(tmp_path / "sft", tiny_model_dir, tiny_data, section)
+    run = write_run(
+        tmp_path / "run", tiny_model_dir, tiny_data, {**section, "reference": "sft_samples"}, reference=sft / "model"
+    )
+    assert main(["generate", str(run)]) == 0
+    with pytest.raises(FileNotFoundError, match="sft_samples"):
+        evaluate_run(run)
+    assert main(["generate", str(sft)]) == 0
+    metrics = evaluate_run(run)
+    # Same weights, same evaluation seed: identical samples, so every comparison is a tie.
+    assert metrics["win_rate"]["value"] == pytest.approx(50.0)
+    assert metrics["win_rate"]["reference"] == "sft_samples" and metrics["kl"] is None
