@@ -1,0 +1,38 @@
+# upo-bench workflow: table of contents only; rules live in workflow/rules, logic in the upo package.
+#
+# Paths (key~value segments, one per level):
+#   resources/models/{model}/                        base model as a plain HF folder
+#   resources/data/{dataset}/{train,test}.jsonl      prepared preference pairs with aux scores
+#   results/sft/{dataset}/{model}/                   SFT run = the reference of every preference run
+#   results/ref_logps/{dataset}/{model}.pt           cached reference log-probs (one per dataset x model)
+#   results/reward_model/{dataset}/{model}/          Bradley-Terry reward model (PPO only)
+#   results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/
+#       run.yaml, model/, train_log.csv, train_summary.json, generations.jsonl, scores.jsonl, metrics.json
+#   results/{name}/metrics.csv, summary.md, frontier.csv, figures   (name = config's experiment name)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+report: "workflow/report/workflow.rst"
+
+
+# The default experiment; `--configfile X` replaces it rather than being merged into it, so a
+# smaller config never inherits the default's models or settings.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+# The tidy table, the frontier numbers and the figures of this experiment.
+rule all:
+    default_target: True
+    input:
+        final_targets(),

@@ -1,0 +1,69 @@
+"""Single source of truth for result paths (``key~value`` segments, one per directory level).
+
+results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{aux_weight}/seed~{seed}/
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+RUN_PATTERN = re.compile(
+    r"(?:^|/)runs/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/beta~(?P<beta>[^/]+)"
+    r"/w~(?P<aux_weight>[^/]+)/seed~(?P<seed>\d+)/?$"
+)
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+
+def format_value(value: float | int | str) -> str:
+    """Canonical text of a sweep value: 0.10, 0.1 and 1e-1 all give '0.1'; 1.0 gives '1'."""
+    if isinstance(value, str):
+        value = float(value)
+    text = format(float(value), "g")
+    if "~" in text or "/" in text:  # pragma: no cover - 'g' never produces them
+        raise ValueError(f"value {value!r} cannot be a path segment")
+    return text
+
+
+def check_name(kind: str, name: str) -> str:
+    """Names that become path segments: lowercase letters, digits, '.' and '-' (no '_', '~', '/')."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"{kind} name {name!r} must match {NAME_PATTERN.pattern}")
+    return name
+
+
+def run_dir(dataset: str, model: str, method: str, beta, aux_weight, seed: int, root: str = "results") -> str:
+    return (
+        f"{root}/runs/{dataset}/{model}/{method}/beta~{format_value(beta)}"
+        f"/w~{format_value(aux_weight)}/seed~{int(seed)}"
+    )
+
+
+def parse_run_dir(path: str | Path) -> dict:
+    """Inverse of :func:`run_dir` (values as canonical strings, seed as int)."""
+    match = RUN_PATTERN.search(str(path).rstrip("/"))
+    if not match:
+        raise ValueError(f"{path!r} is not a run directory (…/runs/dataset/model/method/beta~/w~/seed~)")
+    row = match.groupdict()
+    row["seed"] = int(row["seed"])
+    return row
+
+
+def sft_dir(dataset: str, model: str, root: str = "results") -> str:
+    return f"{root}/sft/{dataset}/{model}"
+
+
+def reward_model_dir(dataset: str, model: str, root: str = "results") -> str:
+    return f"{root}/reward_model/{dataset}/{model}"
+
+
+def ref_logps_path(dataset: str, model: str, root: str = "results") -> str:
+    return f"{root}/ref_logps/{dataset}/{model}.pt"
+
+
+def data_dir(dataset: str) -> str:
+    return f"resources/data/{dataset}"
+
+
+def base_model_dir(model: str) -> str:
+    return f"resources/models/{model}"

@@ -1,0 +1,52 @@
+# The tidy table, frontier numbers and figures of the experiment.
+
+
+# metrics.csv (one row per run), summary.md and frontier.csv (Pareto set, hypervolume with CI).
+rule aggregate:
+    input:
+        metrics=metrics_inputs,
+        scores=scores_inputs,
+    output:
+        table=report(
+            f"results/{EXPERIMENT}/metrics.csv",
+            category="Tables",
+            caption="../report/table.rst",
+        ),
+        summary=f"results/{EXPERIMENT}/summary.md",
+        frontier=report(
+            f"results/{EXPERIMENT}/frontier.csv",
+            category="Tables",
+            caption="../report/table.rst",
+        ),
+    log:
+        f"logs/results/{EXPERIMENT}/aggregate.log",
+    benchmark:
+        f"benchmarks/results/{EXPERIMENT}/aggregate.tsv"
+    conda:
+        "../envs/upo.yaml"
+    params:
+        frontier=frontier_args,
+        out=output_folder,
+    shell:
+        "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} > {log} 2>&1"
+
+
+# Preference frontier, reward-vs-KL and cost figures (PNG for the report, PDF for papers).
+rule plot:
+    input:
+        f"results/{EXPERIMENT}/metrics.csv",
+    output:
+        [
+            report(p, category="Figures", caption="../report/frontier.rst")
+            for p in plot_files()
+        ],
+    log:
+        f"logs/results/{EXPERIMENT}/plot.log",
+    benchmark:
+        f"benchmarks/results/{EXPERIMENT}/plot.tsv"
+    conda:
+        "../envs/upo.yaml"
+    params:
+        out=output_folder,
+    shell:
+        "python -m upo plot {input} --out-dir {params.out} > {log} 2>&1"

@@ -1,0 +1,173 @@
+# Helpers only (no rules): validate the config, build the run table, resolve run configs.
+import os
+import re
+
+from snakemake.utils import validate
+
+from upo import paths, sweeps
+
+validate(config, "../schemas/config.schema.yaml")
+CONFIG = sweeps.deep_copy(config)
+RUNS = sweeps.validate_experiment(
+    CONFIG
+)  # every run resolved and type-checked before any job
+EXPERIMENT = CONFIG["name"]
+OFFLINE_METHODS = sorted(
+    {r["method"] for r in RUNS if sweeps.load_method(r["method"]).trainer == "offline"}
+)
+PPO_METHODS = sorted(
+    {r["method"] for r in RUNS if sweeps.load_method(r["method"]).trainer == "ppo"}
+)
+NO_METHOD = "^$"  # matches nothing: keeps a rule valid when its method family is absent
+
+
+wildcard_constraints:
+    dataset="|".join(CONFIG["datasets"]),
+    model="|".join(re.escape(m) for m in CONFIG["models"]),
+    beta=r"[0-9.e+-]+",
+    w=r"[0-9.e+-]+",
+    seed=r"\d+",
+    rundir=r"results/(sft|runs)/.+",
+
+
+def run_dirs():
+    return [
+        paths.run_dir(
+            **{
+                k: r[k]
+                for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")
+            }
+        )
+        for r in RUNS
+    ]
+
+
+def sft_dirs():
+    pairs = sorted({(r["dataset"], r["model"]) for r in RUNS})
+    return [paths.sft_dir(d, m) for d, m in pairs]
+
+
+def evaluated_dirs():
+    return sft_dirs() + run_dirs()
+
+
+def final_targets():
+    out = f"results/{EXPERIMENT}"
+    return [
+        f"{out}/metrics.csv",
+        f"{out}/summary.md",
+        f"{out}/frontier.csv",
+    ] + plot_files()
+
+
+def plot_files():
+    names = [
+        f"frontier_{aux}" for aux in CONFIG["eval"].get("aux_rewards", ["readability"])
+    ]
+    names += ["reward_vs_kl", "cost"]
+    return [f"results/{EXPERIMENT}/{n}.{ext}" for n in names for ext in ("png", "pdf")]
+
+
+def resource(kind, key):
+    """Per-rule-kind resources from the config's resources: block (nothing cluster-specific here)."""
+    table = CONFIG.get("resources", {})
+    defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "slurm_partition": ""}
+    return table.get(kind, {}).get(
+        key, table.get("default", {}).get(key, defaults[key])
+    )
+
+
+def model_threads(wildcards):
+    return CONFIG["models"][wildcards.model].get("threads") or 1
+
+
+def dataset_inputs(wildcards):
+    entry = CONFIG["datasets"][wildcards.dataset]
+    return [
+        p
+        for p in (entry["source"], entry.get("test_from", ""))
+        if p and os.path.isfile(p)
+    ]
+
+
+def prepare_args(wildcards):
+    entry = CONFIG["datasets"][wildcards.dataset]
+    args = [f"--loader {entry['loader']}", f"--source {entry['source']}"]
+    if entry.get("test_from"):
+        args.append(f"--test-from {entry['test_from']}")
+        if entry.get("test_split"):
+            args.append(f"--test-split {entry['test_split']}")
+    else:
+        args.append(f"--test-size {entry.get('test_size', 200)}")
+    for key in ("split", "data_dir", "limit", "on_error"):
+        if key in entry:
+            args.append(f"--{key.replace('_', '-')} {entry[key]}")
+    if entry.get("aux"):
+        args.append(f"--aux {','.join(entry['aux'])}")
+    return " ".join(args)
+
+
+def sft_run_config(wildcards):
+    return sweeps.resolve_sft(CONFIG, wildcards.dataset, wildcards.model)
+
+
+def rm_run_config(wildcards):
+    return sweeps.resolve_reward_model(CONFIG, wildcards.dataset, wildcards.model)
+
+
+def preference_run_config(wildcards):
+    return sweeps.resolve_run(
+        CONFIG,
+        wildcards.dataset,
+        wildcards.model,
+        wildcards.method,
+        wildcards.beta,
+        wildcards.w,
+        int(wildcards.seed),
+    )
+
+
+def model_lengths(wildcards):
+    entry = CONFIG["models"][wildcards.model]
+    return f"--max-length {entry.get('max_length', 192)} --max-prompt-length {entry.get('max_prompt_length', 128)}"
+
+
+def model_autocast(wildcards):
+    return (
+        "--autocast-bf16"
+        if CONFIG["models"][wildcards.model].get("autocast_bf16")
+        else ""
+    )
+
+
+def reference_model(wildcards):
+    """The frozen reference of a run directory: the SFT model of its dataset x model."""
+    match = re.match(r"results/(?:sft|runs)/([^/]+)/([^/]+)", wildcards.rundir)
+    return f"{paths.sft_dir(match.group(1), match.group(2))}/model"
+
+
+def metrics_inputs(wildcards):
+    return [f"{d}/metrics.json" for d in evaluated_dirs()]
+
+
+def scores_inputs(wildcards):
+    return [f"{d}/scores.jsonl" for d in evaluated_dirs()]
+
+
+def frontier_args(wildcards):
+    frontier = CONFIG.get("frontier", {})
+    x, y = frontier.get("reference_point", [0.0, 0.0])
+    return f"--reference-point {x} {y} --n-boot {frontier.get('n_boot', 1000)}"
+
+
+def write_run_yaml(path, run, log_path):
+    """Write a resolved run config (the job's input) and say so in its log."""
+    from upo.io import write_text, write_yaml
+
+    write_yaml(path, run)
+    write_text(log_path, f"wrote {path}\n")
+
+
+def output_folder(wildcards, output):
+    """The folder of a rule's first output (where the aggregate and plot commands write)."""
+    return os.path.dirname(output[0])

@@ -1,0 +1,67 @@
+# Base models and prepared preference data.
+
+
+# A model of the table as a plain safetensors HF folder (SmolLM2 dequantised from its GGUF file once).
+rule prepare_model:
+    input:
+        tokenizer="resources/tokenizer/tokenizer.json",
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "logs/resources/models/{model}.log",
+    benchmark:
+        "benchmarks/resources/models/{model}.tsv"
+    conda:
+        "../envs/upo.yaml"
+    resources:
+        mem_mb=resource("default", "mem_mb"),
+        runtime=resource("default", "runtime"),
+        slurm_partition=resource("default", "slurm_partition"),
+    shell:
+        "python -m upo prepare-model {wildcards.model} --out {output} > {log} 2>&1"
+
+
+# The shipped default testbed (committed; rerun with --forcerun generate_default_data).
+rule generate_default_data:
+    output:
+        train="resources/default/train.jsonl",
+        test="resources/default/test.jsonl",
+        provenance="resources/default/provenance.json",
+        tokenizer="resources/tokenizer/tokenizer.json",
+    log:
+        "logs/resources/default/generate_default_data.log",
+    benchmark:
+        "benchmarks/resources/default/generate_default_data.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: 2
+    resources:
+        mem_mb=resource("default", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        slurm_partition=resource("default", "slurm_partition"),
+    shell:
+        "python -m upo generate-default-data --out-dir resources/default > {log} 2>&1"
+
+
+# Load, validate, score (aux rewards of both responses) and split a dataset.
+rule prepare_dataset:
+    input:
+        dataset_inputs,
+    output:
+        train="resources/data/{dataset}/train.jsonl",
+        test="resources/data/{dataset}/test.jsonl",
+        report="resources/data/{dataset}/report.json",
+    log:
+        "logs/resources/data/{dataset}.log",
+    benchmark:
+        "benchmarks/resources/data/{dataset}.tsv"
+    conda:
+        "../envs/upo.yaml"
+    resources:
+        mem_mb=resource("default", "mem_mb"),
+        runtime=resource("default", "runtime"),
+        slurm_partition=resource("default", "slurm_partition"),
+    params:
+        args=prepare_args,
+    shell:
+        "python -m upo prepare-data {params.args} --out-dir resources/data/{wildcards.dataset} > {log} 2>&1"

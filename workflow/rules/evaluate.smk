@@ -1,0 +1,49 @@
+# Generation on held-out prompts and evaluation (judge win rate, aux metrics, KL, lm-eval tasks).
+
+
+# Samples of a run (or of the SFT reference) on the held-out prompts.
+rule generate:
+    input:
+        cfg="{rundir}/run.yaml",
+        model="{rundir}/model",
+    output:
+        "{rundir}/generations.jsonl",
+    log:
+        "logs/{rundir}/generate.log",
+    benchmark:
+        "benchmarks/{rundir}/generate.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        slurm_partition=resource("evaluate", "slurm_partition"),
+    shell:
+        "python -m upo generate {wildcards.rundir} > {log} 2>&1"
+
+
+# metrics.json (schema-validated) and per-prompt scores of a run.
+rule evaluate:
+    input:
+        generations="{rundir}/generations.jsonl",
+        model="{rundir}/model",
+        reference=reference_model,
+    output:
+        metrics="{rundir}/metrics.json",
+        scores="{rundir}/scores.jsonl",
+    log:
+        "logs/{rundir}/evaluate.log",
+    benchmark:
+        "benchmarks/{rundir}/evaluate.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        slurm_partition=resource("evaluate", "slurm_partition"),
+    shell:
+        "python -m upo evaluate {wildcards.rundir} > {log} 2>&1"

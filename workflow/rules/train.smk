@@ -1,0 +1,181 @@
+# SFT, reference log-probs, reward model, and the preference runs (offline and PPO).
+
+
+localrules:
+    write_sft_config,
+    write_rm_config,
+    write_run_config,
+
+
+# Resolved run.yaml of the SFT stage (reproduce with: python -m upo train <this file>).
+rule write_sft_config:
+    output:
+        "results/sft/{dataset}/{model}/run.yaml",
+    log:
+        "logs/results/sft/{dataset}/{model}/run_yaml.log",
+    params:
+        run=sft_run_config,
+    run:
+        write_run_yaml(output[0], params.run, log[0])
+
+
+# SFT on the chosen responses: its model is the reference of every preference run.
+rule train_sft:
+    input:
+        cfg="results/sft/{dataset}/{model}/run.yaml",
+        data="resources/data/{dataset}/train.jsonl",
+        base="resources/models/{model}",
+    output:
+        model=directory("results/sft/{dataset}/{model}/model"),
+        summary="results/sft/{dataset}/{model}/train_summary.json",
+    log:
+        "logs/results/sft/{dataset}/{model}/train.log",
+    benchmark:
+        "benchmarks/results/sft/{dataset}/{model}/train.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        slurm_partition=resource("train", "slurm_partition"),
+    shell:
+        "python -m upo train {input.cfg} > {log} 2>&1"
+
+
+# Reference log-probs of every pair, once per dataset x model, shared by all preference runs.
+rule ref_logps:
+    input:
+        model="results/sft/{dataset}/{model}/model",
+        train="resources/data/{dataset}/train.jsonl",
+        test="resources/data/{dataset}/test.jsonl",
+    output:
+        "results/ref_logps/{dataset}/{model}.pt",
+    log:
+        "logs/results/ref_logps/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/results/ref_logps/{dataset}/{model}.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        slurm_partition=resource("train", "slurm_partition"),
+    params:
+        lengths=model_lengths,
+        autocast=model_autocast,
+    shell:
+        "python -m upo ref-logps --model {input.model} --train {input.train} --test {input.test} "
+        "--out {output} {params.lengths} {params.autocast} --threads {threads} > {log} 2>&1"
+
+
+# Resolved run.yaml of a reward model.
+rule write_rm_config:
+    output:
+        "results/reward_model/{dataset}/{model}/run.yaml",
+    log:
+        "logs/results/reward_model/{dataset}/{model}/run_yaml.log",
+    params:
+        run=rm_run_config,
+    run:
+        write_run_yaml(output[0], params.run, log[0])
+
+
+# Bradley-Terry reward model on the same pairs (for RLHF-PPO).
+rule train_reward_model:
+    input:
+        cfg="results/reward_model/{dataset}/{model}/run.yaml",
+        sft="results/sft/{dataset}/{model}/model",
+        data="resources/data/{dataset}/train.jsonl",
+    output:
+        model=directory("results/reward_model/{dataset}/{model}/model"),
+        summary="results/reward_model/{dataset}/{model}/train_summary.json",
+    log:
+        "logs/results/reward_model/{dataset}/{model}/train.log",
+    benchmark:
+        "benchmarks/results/reward_model/{dataset}/{model}/train.tsv"
+    conda:
+        "../envs/upo.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        slurm_partition=resource("train", "slurm_partition"),
+    shell:
+        "python -m upo train-rm {input.cfg} > {log} 2>&1"
+
+
+# Resolved run.yaml of one preference run (method x model x sweep point x seed).
+rule write_run_config:
+    output:
+        "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+    log:
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run_yaml.log",
+    params:
+        run=preference_run_config,
+    run:
+        write_run_yaml(output[0], params.run, log[0])
+
+
+# Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
+rule train_offline:
+    input:
+        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+        sft="results/sft/{dataset}/{model}/model",
+        ref="results/ref_logps/{dataset}/{model}.pt",
+        data="resources/data/{dataset}/train.jsonl",
+    output:
+        model=directory(
+            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
+        ),
+        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_summary.json",
+    log:
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.log",
+    benchmark:
+        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.tsv"
+    wildcard_constraints:
+        method="|".join(OFFLINE_METHODS) or NO_METHOD,
+    conda:
+        "../envs/upo.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        slurm_partition=resource("train", "slurm_partition"),
+    shell:
+        "python -m upo train {input.cfg} > {log} 2>&1"
+
+
+# Online RLHF-PPO against the reward model plus weighted auxiliary rewards.
+rule train_ppo:
+    input:
+        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+        sft="results/sft/{dataset}/{model}/model",
+        rm="results/reward_model/{dataset}/{model}/model",
+        data="resources/data/{dataset}/train.jsonl",
+    output:
+        model=directory(
+            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
+        ),
+        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_summary.json",
+    log:
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.log",
+    benchmark:
+        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.tsv"
+    wildcard_constraints:
+        method="|".join(PPO_METHODS) or NO_METHOD,
+    conda:
+        "../envs/upo.yaml"
+    threads: model_threads
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        slurm_partition=resource("train", "slurm_partition"),
+    shell:
+        "python -m upo train-ppo {input.cfg} > {log} 2>&1"
