@@ -15,7 +15,7 @@ COMMANDS = {
     "prepare-model": ("upo.models:main_prepare_model", "write a model of the table as an HF folder"),
     "generate-default-data": ("upo.default_data:main", "build the shipped default testbed"),
     "train": ("upo.train_offline:main", "offline training (SFT, DPO, UPO, relabelled DPO) from run.yaml"),
-    "ref-logps": ("upo.train_offline:main_ref_logps", "cache reference log-probs of a split"),
+    "ref-logps": ("upo.policy:main_ref_logps", "cache reference log-probs of a split"),
     "train-rm": ("upo.reward_model:main", "train a Bradley-Terry reward model from run.yaml"),
     "train-ppo": ("upo.ppo:main", "online RLHF-PPO from run.yaml"),
     "generate": ("upo.generation:main", "sample responses to held-out prompts for a run"),
