@@ -272,7 +272,9 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     if not records:
         raise ValueError(f"{run.data.train}: no training records")
     policy, reference, tokenizer = _load_policy(run, device)
-    policy.train()
+    # Dropout off throughout (gradients still flow): rollout-time and update-time log-probs must come
+    # from the same function, or the PPO ratio is noise at step one (N implementation details).
+    policy.eval()
     value_head = ValueHead(policy.config.get_text_config().hidden_size).to(device)
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = make_optimizer(trainable, run.optim)
@@ -303,6 +305,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
                     policy, reference, input_ids, attention_mask, prompt_len, config.temperature
                 )
         tokens += int(attention_mask.sum())
+        scoring_start = time.perf_counter()  # phase timings: where PPO's cost goes (rollout/score/update)
         if reward_fn is not None:
             parts = {"score": torch.as_tensor(reward_fn(prompts, texts), dtype=torch.float32)}
         else:
@@ -316,6 +319,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
         if config.whiten_advantages:
             advantages = whiten(advantages, maskf)
 
+        update_start = time.perf_counter()
         # ---- PPO epochs over mini-batches
         stats: dict[str, list[float]] = {
             "policy_loss": [],
@@ -362,6 +366,9 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
         row.update({key: sum(values) / len(values) for key, values in stats.items()})
         row["value_mean"] = float(masked_mean(old_values, maskf))
         row["response_length"] = float(maskf.sum(-1).mean())
+        row["rollout_s"] = scoring_start - step_start  # sampling + policy/reference log-probs
+        row["score_s"] = update_start - scoring_start
+        row["update_s"] = time.perf_counter() - update_start
         row["step_s"] = time.perf_counter() - step_start
         log_rows.append(row)
         write_csv(output_dir / "train_log.csv", log_rows)
