@@ -11,14 +11,9 @@ One name per concept across the codebase:
 =================  ==========================================================================
 """
 
-from upo.losses import dpo, relabel, sft  # noqa: F401  (registration)
+from upo.losses import dpo, ppo, relabel, reward, sft  # noqa: F401  (registration)
 from upo.losses import upo as upo_objective  # noqa: F401
 from upo.losses.base import LOSSES, LossInputs, LossOutput, LossSpec, get_loss, register_loss
-
-try:  # owned by the RLHF module; registered when present
-    from upo.losses import ppo, reward  # noqa: F401
-except ImportError:  # pragma: no cover - only while that module is being written
-    pass
 
 __all__ = ["LOSSES", "LossInputs", "LossOutput", "LossSpec", "available", "get_loss", "register_loss"]
 
