@@ -21,6 +21,7 @@ from upo.config import LoraConfig, RunConfig
 from upo.io import read_yaml, write_yaml
 from upo.strict import ConfigError, from_dict, to_dict
 
+LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet", ".csv")
 METHODS_DIR = Path(__file__).resolve().parents[1] / "config" / "methods"
 
 
@@ -222,8 +223,12 @@ def validate_experiment(config: dict) -> list[dict]:
         paths.check_name("model", model)
         if model not in MODEL_TABLE:
             raise ConfigError(f"models.{model}: not in the model table (known: {', '.join(sorted(MODEL_TABLE))})")
-    for dataset in config["datasets"]:
+    for dataset, entry in config["datasets"].items():
         paths.check_name("dataset", dataset)
+        for key in ("source", "test_from"):
+            source = entry.get(key, "")
+            if source.endswith(LOCAL_SUFFIXES) and not Path(source).exists():
+                raise ConfigError(f"datasets.{dataset}.{key}: file {source!r} not found")
     table = run_table(config)
     for row in table:
         resolve_sft(config, row["dataset"], row["model"])

@@ -1,0 +1,143 @@
+"""The Snakemake workflow: lint, dry-runs of the three configs, bad input, and the quick run end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.
+PAPER_JOB_COUNT = 1162
+
+
+def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml", "config/paper.yaml"])
+def test_dry_run_builds_the_dag(configfile, tmp_path):
+    from upo.sweeps import run_table
+
+    result = snakemake("-n", "--configfile", configfile, "--directory", str(prepare_tree(tmp_path)),
+                       "--snakefile", str(ROOT / "Snakefile"))
+    counts = job_counts(result.stdout)
+    config = yaml.safe_load((ROOT / configfile).read_text())
+    runs = run_table(config)
+    ppo_runs = sum(r["method"] == "ppo" for r in runs)
+    assert counts.get("train_offline", 0) == len(runs) - ppo_runs
+    assert counts.get("train_ppo", 0) == ppo_runs
+    if configfile.endswith("paper.yaml"):
+        assert counts["total"] == PAPER_JOB_COUNT
+
+
+def write_config(tmp_path: Path, edit) -> Path:
+    config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["eval"].update(judgee="oracle"), "judgee"),
+        (lambda c: c["sweeps"][0].update(beta=[-0.1]), "beta"),
+        (lambda c: c["models"].update({"tinyy": c["models"]["pico"]}) or c["sweeps"][0].update(models=["tinyy"]),
+         "tinyy"),
+        (lambda c: c["models"]["pico"]["preference"].update(lr="1e-5"), "lr"),
+        (lambda c: c["datasets"]["default"].update(source="missing/file.jsonl"), "missing/file.jsonl"),
+    ],
+    ids=["misspelled-key", "negative-beta", "unknown-model", "string-number", "missing-dataset-file"],
+)
+def test_bad_config_fails_before_any_job(tmp_path, edit, message):
+    path = write_config(tmp_path, edit)
+    result = snakemake("-n", "--configfile", str(path), check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def prepare_tree(tmp_path: Path) -> Path:
+    """A working directory holding what a clean checkout has (committed inputs only)."""
+    work = tmp_path / "work"
+    for name in ("Snakefile", "workflow", "config", "evaluations"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
+    for name in ("resources/default", "resources/tokenizer"):
+        shutil.copytree(ROOT / name, work / name)
+    return work
+
+
+@pytest.mark.slow
+def test_quick_workflow_end_to_end_and_idempotent(tmp_path):
+    work = prepare_tree(tmp_path)
+    snakemake("--cores", "2", "--configfile", "config/quick.yaml", cwd=work)
+    out = work / "results" / "quick"
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    config = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    from upo.sweeps import run_table
+
+    assert len(rows) == len(run_table(config)) + 1  # + the SFT reference
+    for column in ("method", "model", "beta", "aux_weight", "seed", "win_rate", "win_rate_se", "kl",
+                   "aux_readability", "aux_readability_se"):
+        assert column in rows[0]
+    for row in rows:
+        assert 0 <= float(row["win_rate"]) <= 100
+        assert 0 <= float(row["aux_readability"]) <= 1
+    for name in ("frontier_readability", "reward_vs_kl", "cost"):
+        for ext in ("png", "pdf"):
+            assert (out / f"{name}.{ext}").stat().st_size > 1000
+    from upo.evaluate import validate_metrics
+
+    for metrics in (work / "results").glob("**/metrics.json"):
+        validate_metrics(json.loads(metrics.read_text()))
+    assert (out / "frontier.csv").exists() and (out / "summary.md").exists()
+    run_yaml = next((work / "results/runs").glob("**/run.yaml"))
+    assert yaml.safe_load(run_yaml.read_text())["output_dir"].startswith("results/runs/")
+    rerun = snakemake("-n", "--configfile", "config/quick.yaml", cwd=work)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a SLURM cluster (sbatch on PATH)")
+def test_quick_workflow_through_slurm(tmp_path):
+    work = prepare_tree(tmp_path)
+    result = snakemake("--profile", str(ROOT / "profiles/slurm"), "--configfile", "config/quick.yaml",
+                       "--slurm-status-command", "squeue", "--slurm-no-account", "--jobs", "4",
+                       "--latency-wait", "5", cwd=work)
+    assert (work / "results/quick/metrics.csv").exists()
+    log = result.stdout + result.stderr
+    submitted = re.findall(r"SLURM jobid (\d+)", log) or re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    local_rules = {"write_sft_config", "write_rm_config", "write_run_config", "all"}
+    counts = {k: v for k, v in job_counts(log).items() if k not in local_rules and k != "total"}
+    assert len(submitted) == sum(counts.values()), log[-3000:]
