@@ -31,7 +31,8 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, tiny_data
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--num_cpu_threads_per_process", "1"]
-        command += ["--cpu"]  # with --num_processes 2 accelerate starts MULTI_CPU workers over gloo
+        # torchrun-style workers; ACCELERATE_USE_CPU makes each a CPU process (gloo backend)
+        command += ["--cpu"] if processes == 1 else ["--multi_gpu"]
         command += ["-m", "upo", "train", str(tmp_path / f"{name}.yaml")]
         env = {**os.environ, "ACCELERATE_USE_CPU": "true", "MASTER_PORT": "29517"}
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
