@@ -143,6 +143,7 @@ def main_ref_logps(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output .pt file")
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--max-prompt-length", type=int, default=128)
+    parser.add_argument("--train-pairs", type=int, default=None, help="first N train pairs only (default all)")
     parser.add_argument("--test-pairs", type=int, default=64, help="test pairs cached for periodic eval")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--autocast-bf16", action="store_true")
@@ -156,7 +157,7 @@ def main_ref_logps(argv: list[str]) -> int:
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model)
     cache = {"settings": cache_settings(args.model, args.max_length, args.max_prompt_length, args.autocast_bf16)}
-    for split, path, limit in (("train", args.train, None), ("test", args.test, args.test_pairs)):
+    for split, path, limit in (("train", args.train, args.train_pairs), ("test", args.test, args.test_pairs)):
         records = read_jsonl(path)[:limit]
         pairs = tokenize_records(records, tokenizer, args.max_length, args.max_prompt_length)
         logps = compute_pair_logps(

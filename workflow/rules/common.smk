@@ -128,8 +128,12 @@ def preference_run_config(wildcards):
 
 
 def model_lengths(wildcards):
-    entry = CONFIG["models"][wildcards.model]
-    return f"--max-length {entry.get('max_length', 192)} --max-prompt-length {entry.get('max_prompt_length', 128)}"
+    """Tokenisation (and the train-pair cap) of the reference cache: the same as the runs use."""
+    entry = sweeps.model_entry(CONFIG, wildcards.model)
+    args = f"--max-length {entry.max_length} --max-prompt-length {entry.max_prompt_length}"
+    if entry.preference.max_train_pairs:
+        args += f" --train-pairs {entry.preference.max_train_pairs}"
+    return args
 
 
 def model_autocast(wildcards):
