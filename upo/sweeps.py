@@ -21,6 +21,7 @@ from upo.config import LoraConfig, RunConfig
 from upo.io import read_yaml, write_yaml
 from upo.strict import ConfigError, from_dict, to_dict
 
+GENERATED_PREFIX = "resources/default/"
 LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet", ".csv")
 METHODS_DIR = Path(__file__).resolve().parents[1] / "config" / "methods"
 
@@ -227,7 +228,8 @@ def validate_experiment(config: dict) -> list[dict]:
         paths.check_name("dataset", dataset)
         for key in ("source", "test_from"):
             source = entry.get(key, "")
-            if source.endswith(LOCAL_SUFFIXES) and not Path(source).exists():
+            generated = source.startswith(GENERATED_PREFIX)  # made by rule generate_default_data
+            if source.endswith(LOCAL_SUFFIXES) and not generated and not Path(source).exists():
                 raise ConfigError(f"datasets.{dataset}.{key}: file {source!r} not found")
     table = run_table(config)
     for row in table:
