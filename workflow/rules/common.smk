@@ -83,10 +83,12 @@ def model_threads(wildcards):
 
 def dataset_inputs(wildcards):
     entry = CONFIG["datasets"][wildcards.dataset]
+    candidates = (entry["source"], entry.get("test_from", ""))
+    # local files are inputs (a changed file reruns the preparation); hub ids are not files
     return [
         p
-        for p in (entry["source"], entry.get("test_from", ""))
-        if p and os.path.isfile(p)
+        for p in candidates
+        if p and (os.path.isfile(p) or p.startswith(sweeps.GENERATED_PREFIX))
     ]
 
 
@@ -130,7 +132,9 @@ def preference_run_config(wildcards):
 def model_lengths(wildcards):
     """Tokenisation (and the train-pair cap) of the reference cache: the same as the runs use."""
     entry = sweeps.model_entry(CONFIG, wildcards.model)
-    args = f"--max-length {entry.max_length} --max-prompt-length {entry.max_prompt_length}"
+    args = (
+        f"--max-length {entry.max_length} --max-prompt-length {entry.max_prompt_length}"
+    )
     if entry.preference.max_train_pairs:
         args += f" --train-pairs {entry.preference.max_train_pairs}"
     return args
