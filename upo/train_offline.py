@@ -166,7 +166,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         torch.optim.AdamW(value_head.parameters(), lr=cfg.optim.value_lr) if value_head else None
     )
     steps_per_epoch = len(records) // cfg.train.batch_size
-    total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+    total_steps = cfg.train.max_steps if cfg.train.max_steps is not None else cfg.train.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     forward, optimizer = accelerator.prepare(forward, optimizer)
 
@@ -181,10 +181,14 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         save_run_config(cfg, out_dir / "run.yaml")  # the resolved config beside every output
     logger = MetricsLogger(out_dir / "train_log.csv", keep_until_step=start_step,
                            enabled=accelerator.is_main_process)
-    if len(cfg.train.log_to) > 1 or cfg.train.log_to != ["csv"]:
+    if cfg.train.log_to != ["csv"]:
         accelerator.init_trackers("upo", config=to_dict(cfg))
 
     include_rejected = "rejected" in needs
+    # Held-out eval in the main process only (cheap: at most train.eval_pairs pairs).
+    heldout = None
+    if cfg.train.eval_pairs and cfg.data.test and accelerator.is_main_process:
+        heldout = heldout_set(cfg, tokenizer, cache if "reference" in needs else None)
     started = time.time()
     progress = tqdm(range(start_step, total_steps), desc=f"train {cfg.method}", initial=start_step,
                     total=total_steps, disable=not accelerator.is_main_process)
@@ -232,12 +236,17 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         row = {"step": step + 1, "epoch": epoch, "loss": reduced[0], "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(grad_norm), "tokens": tokens_seen,
                "wall_s": wall_before + time.time() - started}
-        row.update({f"train/{k}": v for k, v in zip(step_metrics, reduced[1:])})
-        logger.log(row)
-        if len(cfg.train.log_to) > 1 or cfg.train.log_to != ["csv"]:
-            accelerator.log(row, step=step + 1)
+        row.update({f"train/{k}": v for k, v in zip(step_metrics, reduced[1:], strict=True)})
         progress.set_postfix(loss=f"{row['loss']:.4f}")
         done = step + 1
+        periodic = cfg.train.eval_every and done % cfg.train.eval_every == 0
+        if heldout is not None and (done == total_steps or periodic):
+            row.update(heldout_metrics(accelerator.unwrap_model(forward), heldout, tokenizer.pad_token_id,
+                                       float(cfg.loss.kwargs.get("beta", 0.1)), cfg.model.autocast_bf16))
+            accelerator.print(" ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("eval/")))
+        logger.log(row)
+        if cfg.train.log_to != ["csv"]:
+            accelerator.log(row, step=done)
         if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total_steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
@@ -266,6 +275,50 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         write_json(out_dir / "train_summary.json", summary)
     accelerator.end_training()
     return summary
+
+
+@torch.no_grad()
+def heldout_metrics(forward, heldout: dict, pad_token_id: int, beta: float, autocast: bool) -> dict[str, float]:
+    """Held-out preference accuracy and margin of DPO's implicit reward (or NLL for SFT).
+
+    ``heldout``: ``pairs`` (tokenised test pairs) and, for preference runs, ``reference_chosen`` /
+    ``reference_rejected`` (N,) cached reference log-probs.
+    """
+    forward.eval()
+    chosen, rejected, lengths = [], [], []
+    pairs = heldout["pairs"]
+    for start in range(0, len(pairs), 16):
+        batch = collate_pairs(pairs[start : start + 16], pad_token_id)
+        device = next(forward.parameters()).device
+        with _autocast(autocast):
+            out = forward(**{k: v.to(device) for k, v in batch.items()})
+        half = len(pairs[start : start + 16])
+        chosen.append(out["logps"][:half].float().cpu())
+        rejected.append(out["logps"][half:].float().cpu())
+        lengths.append(out["lengths"][:half].float().cpu())
+    forward.train()
+    chosen, rejected, lengths = torch.cat(chosen), torch.cat(rejected), torch.cat(lengths)
+    metrics = {"eval/nll_chosen": float((-chosen / lengths.clamp(min=1)).mean())}
+    if "reference_chosen" in heldout:
+        margin = beta * ((chosen - heldout["reference_chosen"]) - (rejected - heldout["reference_rejected"]))
+        metrics["eval/rewards/accuracy"] = float((margin > 0).float().mean())
+        metrics["eval/rewards/margin"] = float(margin.mean())
+    return metrics
+
+
+def heldout_set(cfg: RunConfig, tokenizer, cache: dict | None) -> dict:
+    """The first ``train.eval_pairs`` test pairs (those with cached reference log-probs if any)."""
+    records = read_jsonl(cfg.data.test)
+    if cache is not None:
+        position = {rid: i for i, rid in enumerate(cache["test"]["ids"])}
+        records = [r for r in records if r["id"] in position][: cfg.train.eval_pairs]
+        index = torch.tensor([position[r["id"]] for r in records], dtype=torch.long)
+        heldout = {"reference_chosen": cache["test"]["chosen"][index],
+                   "reference_rejected": cache["test"]["rejected"][index]}
+    else:
+        records, heldout = records[: cfg.train.eval_pairs], {}
+    heldout["pairs"] = tokenize_records(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
+    return heldout
 
 
 def make_inputs(out, tensors, ids, batch, include_rejected, device) -> LossInputs:

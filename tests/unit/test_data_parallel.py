@@ -41,5 +41,5 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, tiny_data
         summary = json.loads((tmp_path / name / "train_summary.json").read_text())
         assert summary["processes"] == processes
     assert len(trajectories[1]) == len(trajectories[2]) == 6
-    for one, two in zip(trajectories[1], trajectories[2]):
+    for one, two in zip(trajectories[1], trajectories[2], strict=True):
         assert two == pytest.approx(one, rel=1e-4, abs=1e-5)

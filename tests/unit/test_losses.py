@@ -178,7 +178,7 @@ def test_gradcheck(name):
     def fn(*args):
         fields = {f: getattr(base, f).expand(3).clone() for f in LossInputs.__dataclass_fields__
                   if getattr(base, f) is not None}
-        fields.update(dict(zip(DIFFERENTIABLE, args)))
+        fields.update(dict(zip(DIFFERENTIABLE, args, strict=True)))
         return loss_fn(LossInputs(**fields)).loss
 
     assert torch.autograd.gradcheck(fn, tensors)
