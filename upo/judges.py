@@ -408,8 +408,9 @@ def win_rate(
             **kwargs,
         )
     row = leaderboard.iloc[0]
-    # AlpacaEval's preference: 1 = reference (output_1) wins, 2 = model (output_2) wins.
-    preferences = [float(a["preference"]) - 1.0 for a in annotations]
+    # AlpacaEval's preference: 1 = reference (output_1) wins, 2 = model (output_2) wins, and a draw
+    # is 1.5 or 0 (its metric functions accept both encodings); P(model wins) is then 0.5.
+    preferences = [0.5 if float(a["preference"]) == 0 else float(a["preference"]) - 1.0 for a in annotations]
     lc = row.get("length_controlled_winrate") if not is_ours else None
     result = {
         "value": float(row["win_rate"]),
