@@ -1,0 +1,684 @@
+"""Training throughput of our DPO/UPO step against TRL's ``DPOTrainer``: same model, pairs, batch, precision.
+
+``python benchmarks/train_throughput.py --quick`` (tiny model, < 3 min on 2 cores) or without ``--quick``
+(tiny model and smollm2-135m; writes ``results/benchmarks/train_throughput.{csv,md}``). The last stdout
+line is one JSON object (``ours_tokens_per_s``, ``trl_tokens_per_s``, ``speedup_vs_trl``,
+``upo_over_dpo_step_time``, ``step0_loss_abs_diff_vs_trl``, ...). See ``benchmarks/README.md``.
+
+Every configuration runs in a fresh Python process so that its peak memory is its own:
+    ours-dpo / ours-upo   our trainer's step (``upo.train_offline``): PairForward over [chosen; rejected],
+                          the registry loss, backward, grad clip, AdamW, scheduler; cached reference log-probs
+    trl-default           ``DPOTrainer`` at its defaults (reference forward every step, gradient checkpointing)
+    trl-precomputed       the same with ``precompute_ref_log_probs=True``
+    trl-precomputed-nogc  also ``gradient_checkpointing=False``: the compute our step does (full mode only)
+    ours-paired           DPO and UPO steps interleaved in one process: the UPO/DPO step-time ratio
+    loss-check            step-0 DPO loss of ours and TRL on one batch with a reference != the policy
+Tokens/s = non-pad tokens (attention-mask sum over [chosen; rejected]) of the timed steps / their time;
+warm-up steps are excluded. Peak memory: Linux ``VmHWM`` of the process, reset (``/proc/self/clear_refs``)
+just before the training loop, so it covers training only (``ru_maxrss`` over the whole process is
+reported beside it); on CUDA, ``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+OUT_DIR = REPO_ROOT / "results" / "benchmarks"
+SMOLLM2_DIR = REPO_ROOT / "resources" / "models" / "smollm2-135m"
+AUX_NAME = "readability"
+WORDS = (
+    "the a cat dog sat on warm mat and we love sunny days but hate cold rain reading short clear words is easy "
+    "long convoluted sentences are exhausting people often ask how to cook pasta fix a bike or write a letter "
+    "please explain why sky blue answer simply kindly with examples because it helps you learn quickly today "
+    "tomorrow garden river mountain city music story friend teacher computer water bread coffee morning night"
+).split()
+
+
+# ----------------------------------------------------------------------------------------------- assets
+
+
+def synthetic_records(n: int, seed: int = 0) -> list[dict]:
+    """Deterministic pairs in the record schema, lengths varied so that batches carry real padding.
+
+    Aux scores are seeded random numbers: they are data the step reads, not something it computes.
+    """
+    rng = random.Random(seed)
+
+    def text(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+    return [
+        {
+            "id": f"bench-{i}",
+            "prompt": [{"role": "user", "content": text(4, 16)}],
+            "chosen": text(8, 40),
+            "rejected": text(8, 40),
+            "source": "synthetic",
+            "aux": {"chosen": {AUX_NAME: rng.random()}, "rejected": {AUX_NAME: rng.random()}},
+        }
+        for i in range(n)
+    ]
+
+
+def make_tiny_model(out_dir: Path, tokenizer_dir: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A random-init Llama (tied embeddings) saved as an HF folder with the project chat template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from upo.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def prepare_assets(work: Path, models: list[str], num_pairs: int) -> dict[str, Path]:
+    """Data JSONL plus one HF folder per model name ("tiny" is built here; smollm2-135m is reused or prepared)."""
+    from upo.io import write_jsonl
+    from upo.models import prepare_model, train_project_tokenizer
+
+    records = synthetic_records(num_pairs)
+    assets = {"data": work / "pairs.jsonl"}
+    write_jsonl(assets["data"], records)
+    for name in models:
+        if name == "tiny":
+            corpus = [r["prompt"][0]["content"] + " " + r["chosen"] + " " + r["rejected"] for r in records]
+            tokenizer_dir = train_project_tokenizer(corpus, work / "tokenizer", vocab_size=512)
+            assets["tiny"] = make_tiny_model(work / "tiny", tokenizer_dir)
+        elif name == "smollm2-135m":
+            if not (SMOLLM2_DIR / "config.json").exists():
+                prepare_model("smollm2-135m", SMOLLM2_DIR)  # GGUF conversion, ~35 s, once
+            assets["smollm2-135m"] = SMOLLM2_DIR
+        else:
+            raise KeyError(f"benchmark model {name!r} unknown; known: tiny, smollm2-135m")
+    return assets
+
+
+# --------------------------------------------------------------------------------------------- measuring
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _reset_peak() -> None:
+    """Start the training-only peak: reset VmHWM (Linux) or the CUDA allocator's peak."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # 5 = reset the peak resident set size to the current one
+
+
+def _peaks() -> dict:
+    import torch
+
+    with open("/proc/self/status") as handle:
+        status = dict(line.split(":", 1) for line in handle if ":" in line)
+    peaks = {
+        "train_peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+    }
+    if torch.cuda.is_available():
+        peaks["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peaks
+
+
+def _load(spec: dict):
+    import torch
+
+    from upo.io import read_jsonl
+    from upo.models import load_tokenizer
+    from upo.policy import tokenize_records
+
+    torch.set_num_threads(spec["threads"])
+    tokenizer = load_tokenizer(spec["model"])
+    records = read_jsonl(spec["data"])[: spec["batch_size"] * (spec["warmup"] + spec["steps"])]
+    pairs = tokenize_records(records, tokenizer, spec["max_length"], spec["max_prompt_length"])
+    return tokenizer, records, pairs
+
+
+def _our_step(spec: dict, loss_name: str, tokenizer, records, pairs):
+    """Build our trainer's step (``upo.train_offline.train``'s loop body) for ``loss_name``.
+
+    Returns ``(step, setup_s)``: ``step(ids) -> tokens`` runs one optimizer step on those pairs.
+    """
+    import torch
+
+    from upo.auxiliary import AuxNormaliser
+    from upo.batching import collate_pairs
+    from upo.losses import get_loss
+    from upo.models import load_model
+    from upo.policy import PairForward, ValueHead, _autocast, compute_pair_logps
+    from upo.train_offline import make_inputs, warm_start_value_head
+
+    device, bf16 = _device(), spec["bf16"]
+    started = time.perf_counter()
+    # The trainer reads these from the ref-logps cache; computing them here is setup, not step time.
+    cache = compute_pair_logps(
+        load_model(spec["model"]).to(device), pairs, tokenizer.pad_token_id, spec["batch_size"], bf16
+    )
+    tensors = {"reference_chosen_logps": cache["chosen"].cpu(), "reference_rejected_logps": cache["rejected"].cpu()}
+    model = load_model(spec["model"]).to(device)
+    value_head = value_optimizer = None
+    kwargs = {"beta": spec["beta"]}
+    if loss_name == "upo":
+        kwargs["aux_weight"] = spec["aux_weight"]
+        normaliser = AuxNormaliser.fit(records, {AUX_NAME: 1.0}, "zscore")
+        tensors["aux_chosen_rewards"], tensors["aux_rejected_rewards"] = normaliser.pair_tensors(records)
+        value_head = ValueHead(model.config.hidden_size)
+        targets = torch.stack([tensors["aux_chosen_rewards"], tensors["aux_rejected_rewards"]], 1).reshape(-1)
+        warm_start_value_head(value_head, cache["prompt_states"].cpu().repeat_interleave(2, 0), targets, 0.7)
+        value_head.to(device)
+        value_optimizer = torch.optim.AdamW(value_head.parameters(), lr=1e-3)
+    _, loss_fn = get_loss(loss_name, **kwargs)
+    forward = PairForward(model, value_head)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    def step(ids: list[int]) -> int:
+        batch = collate_pairs([pairs[i] for i in ids], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with _autocast(bf16):
+            out = forward(**batch)
+            result = loss_fn(make_inputs(out, tensors, ids, len(ids), True, device))
+            loss = result.loss.mean() + sum(v.mean() for v in result.side_losses.values())
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if value_optimizer is not None:
+            value_optimizer.step()
+            value_optimizer.zero_grad(set_to_none=True)
+        [result.loss.mean().item()] + [v.float().mean().item() for v in result.metrics.values()]  # trainer's log row
+        return int(batch["attention_mask"].sum())
+
+    return step, time.perf_counter() - started
+
+
+def _batches(spec: dict) -> list[list[int]]:
+    size = spec["batch_size"]
+    return [list(range(i * size, (i + 1) * size)) for i in range(spec["warmup"] + spec["steps"])]
+
+
+def child_ours(spec: dict, loss_name: str) -> dict:
+    import gc
+
+    tokenizer, records, pairs = _load(spec)
+    step, setup_s = _our_step(spec, loss_name, tokenizer, records, pairs)
+    gc.collect()
+    _reset_peak()
+    times, tokens = [], []
+    for ids in _batches(spec):
+        _sync()
+        started = time.perf_counter()
+        tokens.append(step(ids))
+        _sync()
+        times.append(time.perf_counter() - started)
+    return {"times": times, "tokens": tokens, "setup_s": setup_s, **_peaks()}
+
+
+def child_paired(spec: dict) -> dict:
+    """DPO and UPO steps alternating in one process (order flipped every pair): load drift cancels."""
+    tokenizer, records, pairs = _load(spec)
+    steps = {name: _our_step(spec, name, tokenizer, records, pairs)[0] for name in ("dpo", "upo")}
+    times = {"dpo": [], "upo": []}
+    for index, ids in enumerate(_batches(spec)):
+        for name in ("dpo", "upo") if index % 2 == 0 else ("upo", "dpo"):
+            _sync()
+            started = time.perf_counter()
+            steps[name](ids)
+            _sync()
+            times[name].append(time.perf_counter() - started)
+    return {"dpo_times": times["dpo"], "upo_times": times["upo"]}
+
+
+def _trl_dataset(tokenizer, records):
+    """Text-format rows: the prompt rendered by the same chat template; TRL appends EOS to responses."""
+    from datasets import Dataset
+
+    from upo.batching import format_prompt
+
+    return Dataset.from_list(
+        [
+            {"prompt": format_prompt(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in records
+        ]
+    )
+
+
+def _trl_args(spec: dict, out: str, **overrides):
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=spec["batch_size"],
+        max_steps=spec["warmup"] + spec["steps"],
+        learning_rate=spec["lr"],
+        beta=spec["beta"],
+        max_length=spec["max_length"],
+        bf16=spec["bf16"],
+        max_grad_norm=1.0,
+        train_sampling_strategy="sequential",  # the same batches as ours, in order
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        **overrides,
+    )
+
+
+def _same_tokens(trl_rows, pairs) -> int:
+    return sum(
+        row["prompt_ids"] == p.prompt_ids
+        and row["chosen_ids"] == p.chosen_ids
+        and row["rejected_ids"] == p.rejected_ids
+        for row, p in zip(trl_rows, pairs, strict=True)
+    )
+
+
+def child_trl(spec: dict, precompute: bool, gradient_checkpointing: bool | None) -> dict:
+    import gc
+
+    from transformers import TrainerCallback
+    from trl import DPOTrainer
+
+    from upo.models import load_model
+
+    tokenizer, records, pairs = _load(spec)
+
+    class StepTimer(TrainerCallback):  # on_step_begin .. on_step_end = forward, backward, clip, optimizer step
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            _sync()
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            _sync()
+            self.times.append(time.perf_counter() - self.started)
+
+    overrides = {"precompute_ref_log_probs": precompute}
+    if gradient_checkpointing is not None:
+        overrides["gradient_checkpointing"] = gradient_checkpointing
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        trainer = DPOTrainer(
+            model=load_model(spec["model"]),
+            args=_trl_args(spec, out, **overrides),
+            train_dataset=_trl_dataset(tokenizer, records),
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
+        setup_s = time.perf_counter() - started
+        rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+        length = spec["max_length"]
+        tokens = [
+            sum(
+                min(len(rows[i]["prompt_ids"]) + len(rows[i][side]), length)
+                for i in ids
+                for side in ("chosen_ids", "rejected_ids")
+            )
+            for ids in _batches(spec)
+        ]
+        gc.collect()
+        _reset_peak()
+        trainer.train()
+    return {
+        "times": timer.times,
+        "tokens": tokens,
+        "setup_s": setup_s,
+        "pairs_same_tokens": _same_tokens(rows, pairs),
+        "pairs": len(pairs),
+        **_peaks(),
+    }
+
+
+def child_loss_check(spec: dict) -> dict:
+    """Step-0 DPO loss of ours and TRL on the first batch, fp32, with the policy perturbed off the reference."""
+    import torch
+    from trl import DPOTrainer
+
+    from upo.batching import collate_pairs
+    from upo.losses import LossInputs, get_loss
+    from upo.models import load_model
+    from upo.policy import PairForward, compute_pair_logps
+
+    tokenizer, records, pairs = _load(spec)
+    size = spec["batch_size"]
+    records, pairs = records[:size], pairs[:size]
+    reference, policy = load_model(spec["model"]), load_model(spec["model"])
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # so the loss is not trivially log 2
+        for parameter in policy.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(spec["perturb"] * parameter.abs().mean() * noise)
+    ref = compute_pair_logps(reference, pairs, tokenizer.pad_token_id, size)
+    with torch.no_grad():
+        out = PairForward(policy.eval())(**collate_pairs(pairs, tokenizer.pad_token_id))
+    _, dpo = get_loss("dpo", beta=spec["beta"])
+    ours = dpo(
+        LossInputs(
+            policy_chosen_logps=out["logps"][:size],
+            policy_rejected_logps=out["logps"][size:],
+            reference_chosen_logps=ref["chosen"],
+            reference_rejected_logps=ref["rejected"],
+        )
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_fp32 = {**spec, "bf16": False}
+        trainer = DPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=_trl_args(spec_fp32, tmp),
+            train_dataset=_trl_dataset(tokenizer, records),
+            processing_class=tokenizer,
+        )
+        rows = [trainer.train_dataset[i] for i in range(size)]
+        batch = {k: v.to(_device()) for k, v in trainer.data_collator(rows).items()}
+        with torch.no_grad():
+            trl_loss = float(trainer.compute_loss(trainer.model.eval(), batch))
+    ours_loss = float(ours.loss.mean())
+    return {
+        "ours_loss": ours_loss,
+        "trl_loss": trl_loss,
+        "abs_diff": abs(ours_loss - trl_loss),
+        "pairs_same_tokens": _same_tokens(rows, pairs),
+        "pairs": size,
+    }
+
+
+CHILDREN = {
+    "ours-dpo": lambda spec: child_ours(spec, "dpo"),
+    "ours-upo": lambda spec: child_ours(spec, "upo"),
+    "trl-default": lambda spec: child_trl(spec, precompute=False, gradient_checkpointing=None),
+    "trl-precomputed": lambda spec: child_trl(spec, precompute=True, gradient_checkpointing=None),
+    "trl-precomputed-nogc": lambda spec: child_trl(spec, precompute=True, gradient_checkpointing=False),
+    "ours-paired": child_paired,
+    "loss-check": child_loss_check,
+}
+DEFAULT_STEPS = {"tiny": (3, 20), "smollm2-135m": (1, 4)}  # (warm-up, timed) steps per model
+QUICK_CONFIGS = ["ours-dpo", "ours-upo", "trl-default", "trl-precomputed", "ours-paired", "loss-check"]
+FULL_CONFIGS = QUICK_CONFIGS[:4] + ["trl-precomputed-nogc"] + QUICK_CONFIGS[4:]
+
+
+# -------------------------------------------------------------------------------------------- orchestration
+
+
+def run_config(name: str, spec: dict, work: Path, in_process: bool) -> dict:
+    """Run one configuration in a fresh interpreter (or here, for tests: then peaks are not its own)."""
+    if in_process:
+        result = CHILDREN[name](spec)
+        return {k: v for k, v in result.items() if not k.endswith("rss_mb")}  # not this config's alone
+    spec_path = work / f"spec-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--spec", str(spec_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark configuration {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def timed(result: dict, warmup: int) -> dict:
+    """Tokens/s and median step time over the steps after ``warmup``."""
+    times, tokens = result["times"][warmup:], result["tokens"][warmup:]
+    return {
+        "tokens_per_s": sum(tokens) / sum(times),
+        "median_step_s": statistics.median(times),
+        "timed_steps": len(times),
+        "tokens_per_step": sum(tokens) / len(tokens),
+    }
+
+
+def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: list[str]) -> tuple[list[dict], dict]:
+    """All configurations on one model: table rows and the summary numbers."""
+    default_warmup, default_steps = DEFAULT_STEPS[model]
+    warmup = default_warmup if args.warmup is None else args.warmup
+    steps = default_steps if args.steps is None else args.steps
+    spec = {
+        "model": str(path),
+        "data": str(data),
+        "batch_size": args.batch_size,
+        "warmup": warmup,
+        "steps": steps,
+        "max_length": args.max_length,
+        "max_prompt_length": args.max_length,
+        "bf16": model != "tiny" and not args.fp32,
+        "threads": args.threads,
+        "lr": 1e-5,
+        "beta": 0.1,
+        "aux_weight": 1.0,
+        "perturb": 2.0 if model == "tiny" else 0.05,
+    }
+    results = {}
+    for name in configs:
+        started = time.perf_counter()
+        results[name] = run_config(name, spec, work, args.in_process)
+        print(f"[{model}] {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    rows, ours = [], timed(results["ours-dpo"], warmup)
+    for name in configs:
+        if name in ("ours-paired", "loss-check"):
+            continue
+        row = {
+            "model": model,
+            "config": name,
+            "precision": "bf16 autocast" if spec["bf16"] else "fp32",
+            "batch_pairs": args.batch_size,
+            "max_length": args.max_length,
+            "threads": args.threads,
+            "device": _device(),
+            "warmup_steps": warmup,
+            **timed(results[name], warmup),
+        }
+        row["ours_dpo_speedup"] = ours["tokens_per_s"] / row["tokens_per_s"]
+        row.update(
+            {
+                k: results[name].get(k)
+                for k in ("setup_s", "train_peak_rss_mb", "process_peak_rss_mb", "cuda_peak_mb", "pairs_same_tokens")
+            }
+        )
+        rows.append(row)
+    by_name = {row["config"]: row for row in rows}
+    paired, check = results["ours-paired"], results["loss-check"]
+    summary = {
+        "model": model,
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "ours_tokens_per_s": ours["tokens_per_s"],
+        "trl_tokens_per_s": by_name["trl-default"]["tokens_per_s"],
+        "trl_precomputed_tokens_per_s": by_name["trl-precomputed"]["tokens_per_s"],
+        "speedup_vs_trl": by_name["trl-default"]["ours_dpo_speedup"],
+        "speedup_vs_trl_precomputed": by_name["trl-precomputed"]["ours_dpo_speedup"],
+        "upo_over_dpo_step_time": statistics.median(paired["upo_times"][warmup:])
+        / statistics.median(paired["dpo_times"][warmup:]),
+        "upo_over_dpo_separate_runs": by_name["ours-upo"]["median_step_s"] / by_name["ours-dpo"]["median_step_s"],
+        "step0_loss_abs_diff_vs_trl": check["abs_diff"],
+        "step0_loss_ours": check["ours_loss"],
+        "step0_loss_trl": check["trl_loss"],
+        "pairs_tokenised_identically": "{pairs_same_tokens}/{pairs}".format(**results["trl-default"]),
+        "ours_train_peak_rss_mb": by_name["ours-dpo"].get("train_peak_rss_mb"),
+        "trl_train_peak_rss_mb": by_name["trl-default"].get("train_peak_rss_mb"),
+    }
+    if "trl-precomputed-nogc" in by_name:
+        summary["speedup_vs_trl_precomputed_nogc"] = by_name["trl-precomputed-nogc"]["ours_dpo_speedup"]
+    return rows, summary
+
+
+def write_tables(rows: list[dict], summaries: list[dict], out_dir: Path, meta: dict) -> None:
+    import pandas as pd
+
+    from upo.io import write_text
+
+    table = pd.DataFrame(rows)
+    write_text(out_dir / "train_throughput.csv", table.to_csv(index=False, float_format="%.4g"))
+    shown = table[
+        [
+            "model",
+            "config",
+            "precision",
+            "tokens_per_s",
+            "median_step_s",
+            "ours_dpo_speedup",
+            "train_peak_rss_mb",
+            "setup_s",
+        ]
+    ]
+    lines = [
+        "# Training throughput: our DPO/UPO step vs TRL DPOTrainer",
+        "",
+        f"Generated by `python benchmarks/train_throughput.py` ({meta}).",
+        "",
+        shown.to_markdown(index=False, floatfmt=".4g"),
+        "",
+        "| model | metric | value | target |",
+        "|---|---|---|---|",
+    ]
+    targets = {
+        "speedup_vs_trl": ">= 1.5",
+        "upo_over_dpo_step_time": "<= 1.10",
+        "step0_loss_abs_diff_vs_trl": "<= 1e-4",
+    }
+    for summary in summaries:
+        for key, value in summary.items():
+            if key != "model":
+                shown_value = f"{value:.4g}" if isinstance(value, float) else value
+                lines.append(f"| {summary['model']} | {key} | {shown_value} | {targets.get(key, '')} |")
+    write_text(out_dir / "train_throughput.md", "\n".join(lines) + "\n")
+
+
+def run_benchmark(
+    quick: bool = True,
+    steps: int | None = None,
+    warmup: int | None = None,
+    batch_size: int | None = None,
+    max_length: int = 128,
+    threads: int = 1,
+    fp32: bool = False,
+    in_process: bool = False,
+    out_dir: Path | None = OUT_DIR,
+) -> dict:
+    """Run the benchmark; returns the summary (the JSON line). Full mode writes tables to ``out_dir``.
+
+    ``steps``/``warmup`` of None take :data:`DEFAULT_STEPS` per model.
+    """
+    args = argparse.Namespace(
+        steps=steps,
+        warmup=warmup,
+        threads=threads,
+        fp32=fp32,
+        batch_size=batch_size or 8,
+        max_length=max_length,
+        in_process=in_process,
+    )
+    models = ["tiny"] if quick else ["tiny", "smollm2-135m"]
+    configs = QUICK_CONFIGS if quick else FULL_CONFIGS
+    most_steps = max(
+        (DEFAULT_STEPS[m][0] if warmup is None else warmup) + (DEFAULT_STEPS[m][1] if steps is None else steps)
+        for m in models
+    )
+    all_rows, summaries = [], []
+    with tempfile.TemporaryDirectory(prefix="upo-bench-") as tmp:
+        work = Path(tmp)
+        assets = prepare_assets(work, models, args.batch_size * most_steps)
+        for model in models:
+            rows, summary = bench_model(model, assets[model], assets["data"], args, work, configs)
+            all_rows += rows
+            summaries.append(summary)
+    if not quick and out_dir is not None:
+        meta = (
+            f"batch {args.batch_size} pairs, max_length {args.max_length}, {args.threads} thread(s), "
+            f"device {_device()}, (warm-up, timed) steps {DEFAULT_STEPS if steps is None else (warmup, steps)}"
+        )
+        write_tables(all_rows, summaries, Path(out_dir), meta)
+    final = dict(summaries[-1])
+    if len(summaries) > 1:
+        final["per_model"] = {s["model"]: s for s in summaries}
+    final.update({"device": _device(), "threads": args.threads, "batch_pairs": args.batch_size, "quick": quick})
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model only, few steps (< 3 min on 2 cores)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default per model: DEFAULT_STEPS)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default per model)")
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per step (8)")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in every configuration")
+    parser.add_argument("--fp32", action="store_true", help="fp32 for smollm2 too (default: bf16 autocast)")
+    parser.add_argument("--in-process", action="store_true", help="no subprocesses (peak memory not reported)")
+    parser.add_argument("--out-dir", default=str(OUT_DIR), help="where full mode writes its tables")
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(CHILDREN[args.child](json.loads(Path(args.spec).read_text()))))
+        return 0
+    summary = run_benchmark(
+        args.quick,
+        args.steps,
+        args.warmup,
+        args.batch_size,
+        args.max_length,
+        args.threads,
+        args.fp32,
+        args.in_process,
+        Path(args.out_dir),
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
