@@ -128,16 +128,50 @@ def test_quick_workflow_end_to_end_and_idempotent(tmp_path):
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
+SLURM_SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+
+
+def slurm_env() -> dict[str, str]:
+    """The submitting shell's environment with this interpreter's bin/ first on PATH.
+
+    sbatch exports the submitter's environment (--export=ALL), so each job's `python -m upo` resolves
+    to this virtualenv even when pytest was started without activating it.
+    """
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 @pytest.mark.slurm
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a SLURM cluster (sbatch on PATH)")
 def test_quick_workflow_through_slurm(tmp_path):
     work = prepare_tree(tmp_path)
-    result = snakemake("--profile", str(ROOT / "profiles/slurm"), "--configfile", "config/quick.yaml",
-                       "--slurm-status-command", "squeue", "--slurm-no-account", "--jobs", "4",
-                       "--latency-wait", "5", cwd=work)
-    assert (work / "results/quick/metrics.csv").exists()
+    # A loopback cluster without slurmdbd: no accounts, squeue for status; status checks after 5 s
+    # instead of 40 (toy jobs); no retries so each job is submitted exactly once; keep every job's
+    # SLURM log as evidence that slurmd ran it.
+    args = ["--profile", str(ROOT / "profiles/slurm"), "--configfile", "config/quick.yaml",
+            "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
+            "--slurm-init-seconds-before-status-checks", "5", "--jobs", "4", "--retries", "0",
+            "--latency-wait", "5", "--local-cores", "1"]
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=work, capture_output=True, text=True, timeout=1800,
+                            env=slurm_env())
     log = result.stdout + result.stderr
-    submitted = re.findall(r"SLURM jobid (\d+)", log) or re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    assert result.returncode == 0, f"snakemake through SLURM failed:\n{log[-6000:]}"
+    assert (work / "results/quick/metrics.csv").exists()
+
+    # Every job outside localrules went through sbatch: one submission line per job, distinct ids.
+    submitted = dict(SLURM_SUBMITTED.findall(log))
     local_rules = {"write_sft_config", "write_rm_config", "write_run_config", "all"}
     counts = {k: v for k, v in job_counts(log).items() if k not in local_rules and k != "total"}
+    assert sum(counts.values()) > 0
     assert len(submitted) == sum(counts.values()), log[-3000:]
+    assert len(set(submitted.values())) == len(submitted)
+    # ... and slurmd ran each one: its --output file (.snakemake/slurm_logs/rule_*/**/<jobid>.log).
+    slurm_logs = {p.stem: p for p in (work / ".snakemake/slurm_logs").glob("rule_*/**/*.log")}
+    assert set(submitted.values()) <= set(slurm_logs), sorted(set(submitted.values()) - set(slurm_logs))
+    per_rule = {}
+    for slurm_id in submitted.values():
+        rule = next(part for part in slurm_logs[slurm_id].relative_to(work).parts if part.startswith("rule_"))
+        per_rule[rule.removeprefix("rule_")] = per_rule.get(rule.removeprefix("rule_"), 0) + 1
+    assert per_rule == counts
