@@ -66,6 +66,9 @@ chown munge:munge /run/munge /var/lib/munge /var/log/munge
 chmod 0755 /run/munge
 if running "$STATE/munged.pid" munged; then
     say "munged already running (pid $(cat "$STATE/munged.pid"))"
+elif munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+    # e.g. started by systemd when the package was installed: use it, but it is not ours to stop.
+    say "using a munged not started by this script (left running by slurm-down.sh)"
 else
     runuser -u munge -- munged --pid-file=/run/munge/munged.pid
     for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
