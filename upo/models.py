@@ -90,8 +90,9 @@ MODEL_TABLE: dict[str, ModelSpec] = {
     "pico": ModelSpec("scratch", "", "Llama 4x128, ~1M params, project BPE", _llama(128, 4, 4, 344), 1_200_000),
     "micro": ModelSpec("scratch", "", "Llama 6x192, ~3M params, project BPE", _llama(192, 6, 6, 512), 3_200_000),
     "nano": ModelSpec("scratch", "", "Llama 8x320, ~10M params, project BPE", _llama(320, 8, 8, 864), 11_000_000),
-    "smollm2-135m": ModelSpec("gguf", SMOLLM2_FILE, "SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI, dequantised)",
-                              approx_params=135_000_000),
+    "smollm2-135m": ModelSpec(
+        "gguf", SMOLLM2_FILE, "SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI, dequantised)", approx_params=135_000_000
+    ),
     "pythia-1.4b": ModelSpec("hub", "EleutherAI/pythia-1.4b", "Pythia 1.4B (paper size)", approx_params=1_400_000_000),
     "pythia-2.8b": ModelSpec("hub", "EleutherAI/pythia-2.8b", "Pythia 2.8B (paper size)", approx_params=2_800_000_000),
     "pythia-6.9b": ModelSpec("hub", "EleutherAI/pythia-6.9b", "Pythia 6.9B (paper size)", approx_params=6_900_000_000),
