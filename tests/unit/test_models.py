@@ -152,3 +152,31 @@ def test_smollm2_answers_paris():
     assert "im_start" in tokenizer.chat_template
     assert "quantization_config" not in model.config.to_dict()
     assert "Paris" in greedy_reply(model, tokenizer, "What is the capital of France?", 20)
+
+
+def test_hub_path_adds_template_and_pad(tmp_path, monkeypatch):
+    """The hub code path on a local folder whose tokenizer has no chat template and no pad token."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = models.load_tokenizer(project_tokenizer_dir())
+    tokenizer.chat_template = None
+    tokenizer.pad_token = None
+    local = tmp_path / "hub-like"
+    tokenizer.save_pretrained(local)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    LlamaForCausalLM(config).save_pretrained(local)
+    spec = models.ModelSpec("hub", str(local), "local stand-in for a hub id")
+    monkeypatch.setattr(models, "get_spec", lambda name: spec)
+    out = models.prepare_model("pythia-1.4b", tmp_path / "prepared")
+    prepared = models.load_tokenizer(out)
+    assert prepared.chat_template == models.SIMPLE_CHAT_TEMPLATE
+    assert prepared.pad_token == prepared.eos_token
+    assert models.load_model(out).config.pad_token_id == prepared.eos_token_id
