@@ -34,7 +34,7 @@ rule generate_default_data:
         "benchmarks/resources/default/generate_default_data.tsv"
     conda:
         "../envs/upo.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=resource("default", "mem_mb"),
         runtime=resource("train", "runtime"),
