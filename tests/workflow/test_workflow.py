@@ -89,6 +89,7 @@ def test_bad_config_fails_before_any_job(tmp_path, edit, message):
 def prepare_tree(tmp_path: Path) -> Path:
     """A working directory holding what a clean checkout has (committed inputs only)."""
     work = tmp_path / "work"
+    work.mkdir(parents=True)
     for name in ("Snakefile", "workflow", "config", "evaluations"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
