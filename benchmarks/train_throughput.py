@@ -231,7 +231,7 @@ def _our_step(spec: dict, loss_name: str, tokenizer, records, pairs):
         if value_optimizer is not None:
             value_optimizer.step()
             value_optimizer.zero_grad(set_to_none=True)
-        [result.loss.mean().item()] + [v.float().mean().item() for v in result.metrics.values()]  # trainer's log row
+        _ = [result.loss.mean().item()] + [v.float().mean().item() for v in result.metrics.values()]  # log row
         return int(batch["attention_mask"].sum())
 
     return step, time.perf_counter() - started
@@ -306,6 +306,7 @@ def _trl_args(spec: dict, out: str, **overrides):
         eval_strategy="no",
         disable_tqdm=True,
         seed=0,
+        use_cpu=_device() == "cpu",  # transformers refuses bf16 on CPU without it
         **overrides,
     )
 
