@@ -241,22 +241,16 @@ def validate_experiment(config: dict) -> list[dict]:
 
 
 def main_write_run_config(argv: list[str]) -> int:
-    """``python -m upo write-run-config --config CONFIG.json --kind sft|rm|run [wildcards] --out PATH``."""
+    """``python -m upo write-run-config --json RUN_JSON --out run.yaml``: write a resolved run.
+
+    The workflow resolves the run when it builds the DAG (``resolve_*`` above, so a changed setting
+    reruns the job) and passes it here; this re-validates it and writes it atomically.
+    """
     parser = argparse.ArgumentParser(prog="python -m upo write-run-config")
-    parser.add_argument("--config", required=True, help="experiment config (YAML or JSON)")
-    parser.add_argument("--kind", choices=["sft", "rm", "run"], required=True)
-    for name in ("dataset", "model", "method", "beta", "aux-weight", "seed"):
-        parser.add_argument(f"--{name}")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--json", required=True, help="the resolved run config as a JSON object")
+    parser.add_argument("--out", required=True, help="path of run.yaml")
     args = parser.parse_args(argv)
-    config = read_yaml(args.config)
-    if args.kind == "sft":
-        run = resolve_sft(config, args.dataset, args.model)
-    elif args.kind == "rm":
-        run = resolve_reward_model(config, args.dataset, args.model)
-    else:
-        run = resolve_run(config, args.dataset, args.model, args.method, args.beta, args.aux_weight, int(args.seed))
-    write_yaml(args.out, run)
+    write_yaml(args.out, json.loads(args.json))
     return 0
 
 

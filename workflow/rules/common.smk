@@ -1,4 +1,5 @@
 # Helpers only (no rules): validate the config, build the run table, resolve run configs.
+import json
 import os
 import re
 
@@ -110,15 +111,17 @@ def prepare_args(wildcards):
 
 
 def sft_run_config(wildcards):
-    return sweeps.resolve_sft(CONFIG, wildcards.dataset, wildcards.model)
+    return json.dumps(sweeps.resolve_sft(CONFIG, wildcards.dataset, wildcards.model))
 
 
 def rm_run_config(wildcards):
-    return sweeps.resolve_reward_model(CONFIG, wildcards.dataset, wildcards.model)
+    return json.dumps(
+        sweeps.resolve_reward_model(CONFIG, wildcards.dataset, wildcards.model)
+    )
 
 
 def preference_run_config(wildcards):
-    return sweeps.resolve_run(
+    run = sweeps.resolve_run(
         CONFIG,
         wildcards.dataset,
         wildcards.model,
@@ -127,6 +130,7 @@ def preference_run_config(wildcards):
         wildcards.w,
         int(wildcards.seed),
     )
+    return json.dumps(run)
 
 
 def model_lengths(wildcards):
@@ -148,6 +152,15 @@ def model_autocast(wildcards):
     )
 
 
+def base_model_inputs(wildcards):
+    """The project tokenizer is an input of the from-scratch sizes only."""
+    from upo.models import get_spec
+
+    if get_spec(wildcards.model).kind == "scratch":
+        return ["resources/tokenizer/tokenizer.json"]
+    return []
+
+
 def reference_model(wildcards):
     """The frozen reference of a run directory: the SFT model of its dataset x model."""
     match = re.match(r"results/(?:sft|runs)/([^/]+)/([^/]+)", wildcards.rundir)
@@ -166,14 +179,6 @@ def frontier_args(wildcards):
     frontier = CONFIG.get("frontier", {})
     x, y = frontier.get("reference_point", [0.0, 0.0])
     return f"--reference-point {x} {y} --n-boot {frontier.get('n_boot', 1000)}"
-
-
-def write_run_yaml(path, run, log_path):
-    """Write a resolved run config (the job's input) and say so in its log."""
-    from upo.io import write_text, write_yaml
-
-    write_yaml(path, run)
-    write_text(log_path, f"wrote {path}\n")
 
 
 def output_folder(wildcards, output):

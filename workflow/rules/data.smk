@@ -4,7 +4,7 @@
 # A model of the table as a plain safetensors HF folder (SmolLM2 dequantised from its GGUF file once).
 rule prepare_model:
     input:
-        tokenizer="resources/tokenizer/tokenizer.json",
+        base_model_inputs,
     output:
         directory("resources/models/{model}"),
     log:

@@ -7,16 +7,20 @@ localrules:
     write_run_config,
 
 
+# The run.yaml rules: the config is resolved and validated when the DAG is built (params), so a
+# changed setting reruns exactly the runs it touches; the job only writes the file.
 # Resolved run.yaml of the SFT stage (reproduce with: python -m upo train <this file>).
 rule write_sft_config:
     output:
         "results/sft/{dataset}/{model}/run.yaml",
     log:
         "logs/results/sft/{dataset}/{model}/run_yaml.log",
+    conda:
+        "../envs/upo.yaml"
     params:
         run=sft_run_config,
-    run:
-        write_run_yaml(output[0], params.run, log[0])
+    shell:
+        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
 
 
 # SFT on the chosen responses: its model is the reference of every preference run.
@@ -78,10 +82,12 @@ rule write_rm_config:
         "results/reward_model/{dataset}/{model}/run.yaml",
     log:
         "logs/results/reward_model/{dataset}/{model}/run_yaml.log",
+    conda:
+        "../envs/upo.yaml"
     params:
         run=rm_run_config,
-    run:
-        write_run_yaml(output[0], params.run, log[0])
+    shell:
+        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
 
 
 # Bradley-Terry reward model on the same pairs (for RLHF-PPO).
@@ -115,10 +121,12 @@ rule write_run_config:
         "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
     log:
         "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run_yaml.log",
+    conda:
+        "../envs/upo.yaml"
     params:
         run=preference_run_config,
-    run:
-        write_run_yaml(output[0], params.run, log[0])
+    shell:
+        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
 
 
 # Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
