@@ -1,0 +1,76 @@
+"""The training-throughput benchmark runs end to end and prints its JSON summary line.
+
+Only the shape of the output is checked: performance numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+REQUIRED = (
+    "ours_tokens_per_s",
+    "trl_tokens_per_s",
+    "speedup_vs_trl",
+    "upo_over_dpo_step_time",
+    "step0_loss_abs_diff_vs_trl",
+)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    pytest.importorskip("trl")
+    return _load_script()
+
+
+def test_quick_json_line_has_the_keys(bench, capsys, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        # In-process and with the fewest steps: this checks the plumbing, not the speed.
+        code = bench.main(["--quick", "--in-process", "--warmup", "1", "--steps", "1", "--batch-size", "2",
+                           "--out-dir", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    for key in REQUIRED:
+        assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
+    assert summary["quick"] is True and summary["model"] == "tiny"
+    assert summary["pairs_tokenised_identically"] == "4/4"  # same token ids as TRL's own tokenisation
+    assert not list(tmp_path.iterdir())  # quick mode writes no tables
+
+
+def test_synthetic_records_are_deterministic_and_valid(bench):
+    first, second = bench.synthetic_records(5), bench.synthetic_records(5)
+    assert first == second
+    for record in first:
+        assert record["prompt"][-1]["role"] == "user"
+        assert set(record["aux"]["chosen"]) == {bench.AUX_NAME}
+
+
+def test_timed_excludes_warmup(bench):
+    result = {"times": [10.0, 1.0, 3.0], "tokens": [5, 100, 200]}
+    numbers = bench.timed(result, warmup=1)
+    assert numbers["tokens_per_s"] == pytest.approx(300 / 4.0)
+    assert numbers["median_step_s"] == pytest.approx(2.0)
+    assert numbers["timed_steps"] == 2
+
+
+def test_unknown_model_names_the_known_ones(bench, tmp_path):
+    with pytest.raises(KeyError, match="tiny, smollm2-135m"):
+        bench.prepare_assets(tmp_path, ["gpt-9"], 2)
