@@ -41,8 +41,8 @@ def test_quick_json_line_has_the_keys(bench, capsys, tmp_path):
     threads = torch.get_num_threads()
     try:
         # In-process and with the fewest steps: this checks the plumbing, not the speed.
-        code = bench.main(["--quick", "--in-process", "--warmup", "1", "--steps", "1", "--batch-size", "2",
-                           "--out-dir", str(tmp_path)])
+        argv = "--quick --in-process --warmup 1 --steps 1 --batch-size 2 --out-dir".split() + [str(tmp_path)]
+        code = bench.main(argv)
     finally:
         torch.set_num_threads(threads)
     assert code == 0
