@@ -117,7 +117,12 @@ def prepare_assets(work: Path, models: list[str], num_pairs: int) -> dict[str, P
         elif name == "smollm2-135m":
             if not (SMOLLM2_DIR / "config.json").exists():
                 prepare_model("smollm2-135m", SMOLLM2_DIR)  # GGUF conversion, ~35 s, once
-            assets["smollm2-135m"] = SMOLLM2_DIR
+            # Hard links pin this version: the workflow may replace the shared folder while we run.
+            private = work / "smollm2-135m"
+            private.mkdir()
+            for source in SMOLLM2_DIR.iterdir():
+                os.link(source, private / source.name)
+            assets["smollm2-135m"] = private
         else:
             raise KeyError(f"benchmark model {name!r} unknown; known: tiny, smollm2-135m")
     return assets
@@ -442,7 +447,7 @@ CHILDREN = {
     "ours-paired": child_paired,
     "loss-check": child_loss_check,
 }
-DEFAULT_STEPS = {"tiny": (3, 20), "smollm2-135m": (1, 4)}  # (warm-up, timed) steps per model
+DEFAULT_STEPS = {"tiny": (3, 20), "smollm2-135m": (1, 3)}  # (warm-up, timed) steps per model
 QUICK_CONFIGS = ["ours-dpo", "ours-upo", "trl-default", "trl-precomputed", "ours-paired", "loss-check"]
 FULL_CONFIGS = QUICK_CONFIGS[:4] + ["trl-precomputed-nogc"] + QUICK_CONFIGS[4:]
 
