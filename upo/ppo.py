@@ -36,16 +36,14 @@ from upo.config import RunConfig, load_run_config
 from upo.io import atomic_path, read_jsonl, write_json
 from upo.logps import selective_log_softmax
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
+from upo.models import merge_and_save
+from upo.optim import build_optimizer, peak_memory_mb, set_seed
 from upo.reward_model import (
     autocast,
     load_reward_model,
-    make_optimizer,
-    peak_memory_mb,
     pick_device,
     resolve_output_dir,
-    save_hf_folder,
     score,
-    seed_everything,
     torch_dtype,
     write_csv,
 )
@@ -264,7 +262,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     output_dir = Path(output_dir)
     if run.train.threads:
         torch.set_num_threads(run.train.threads)
-    seed_everything(run.seed)
+    set_seed(run.seed)
     device, bf16 = pick_device(), run.model.autocast_bf16
     if not run.model.path or not run.data.train:
         raise ConfigError("model.path and data.train: required for train-ppo")
@@ -277,7 +275,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     policy.eval()
     value_head = ValueHead(policy.config.get_text_config().hidden_size).to(device)
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
-    optimizer = make_optimizer(trainable, run.optim)
+    optimizer = build_optimizer(trainable, run.optim)
     reward = SampleReward(run, config, records, device) if reward_fn is None else None
 
     rng = random.Random(run.seed)
@@ -375,7 +373,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     wall_s = time.perf_counter() - start_time
 
     policy.eval()
-    save_hf_folder(policy, tokenizer, output_dir / "model")
+    merge_and_save(policy, tokenizer, output_dir / "model")
     from safetensors.torch import save_file
 
     with atomic_path(output_dir / "value_head.safetensors") as tmp:

@@ -19,9 +19,6 @@ import argparse
 import math
 import os
 import random
-import resource
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,11 +26,14 @@ import torch
 from tqdm import tqdm
 
 import upo.losses.reward  # noqa: F401  (registers bradley_terry)
-from upo.batching import TokenizedPair, collate_pairs, encode_response, format_prompt, tokenize_pair
+from upo.batching import TokenizedPair, collate_pairs, encode_response, format_prompt
 from upo.config import RunConfig, load_run_config
 from upo.io import read_jsonl, write_json, write_text
 from upo.logps import pad_right
 from upo.losses.base import LossInputs, get_loss
+from upo.models import merge_and_save
+from upo.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
+from upo.policy import tokenize_records
 
 # ------------------------------------------------------------------------------ shared run helpers
 
@@ -56,39 +56,6 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak accelerator memory if on GPU, else the process's peak resident set (Linux: KiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def save_hf_folder(model, tokenizer, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Save ``model`` (LoRA merged) + tokenizer as a plain HF folder, atomically (tmp dir + rename).
-
-    Args:
-        extra: optional ``{file name: callable(path)}`` writers for side files (e.g. a value head).
-    """
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    tmp_dir.chmod(0o755)
-    try:
-        model.save_pretrained(tmp_dir)
-        tokenizer.save_pretrained(tmp_dir)
-        for name, writer in (extra or {}).items():
-            writer(tmp_dir / name)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    return out_dir
-
-
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """Atomic CSV of dict rows (columns: union of keys, first-seen order)."""
     columns: list[str] = []
@@ -104,33 +71,6 @@ def _csv_cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
-    """Multiplier of the base learning rate at a step: linear warmup, then constant or cosine."""
-
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if schedule == "cosine":
-            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return factor
-
-
-def make_optimizer(parameters, optim) -> torch.optim.Optimizer:
-    """AdamW or RMSprop (``optim.optimizer``) over trainable ``parameters``."""
-    parameters = [p for p in parameters if p.requires_grad]
-    if optim.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
-    return torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 # ------------------------------------------------------------------------------ model and scoring
@@ -238,13 +178,6 @@ def score(
 # ------------------------------------------------------------------------------ training
 
 
-def tokenize_records(tokenizer, records: list[dict], max_length: int, max_prompt_length: int) -> list[TokenizedPair]:
-    return [
-        tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"], max_length, max_prompt_length)
-        for r in records
-    ]
-
-
 def pair_forward(model, pairs: list[TokenizedPair], pad_token_id: int, device, bf16: bool):
     """One concatenated forward of [chosen; rejected]. Returns ((B,), (B,)) scores and token count."""
     batch = collate_pairs(pairs, pad_token_id)
@@ -293,7 +226,7 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
     output_dir = Path(output_dir)
     if run.train.threads:
         torch.set_num_threads(run.train.threads)
-    seed_everything(run.seed)
+    set_seed(run.seed)
     device = pick_device()
     bf16 = run.model.autocast_bf16
     for key in ("path",):
@@ -311,8 +244,8 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
 
     train_records = read_jsonl(run.data.train)[: run.data.max_train_pairs]
     test_records = read_jsonl(run.data.test)
-    train_pairs = tokenize_records(tokenizer, train_records, run.data.max_length, run.data.max_prompt_length)
-    test_pairs = tokenize_records(tokenizer, test_records, run.data.max_length, run.data.max_prompt_length)
+    train_pairs = tokenize_records(train_records, tokenizer, run.data.max_length, run.data.max_prompt_length)
+    test_pairs = tokenize_records(test_records, tokenizer, run.data.max_length, run.data.max_prompt_length)
     if not train_pairs:
         raise ValueError(f"{run.data.train}: no training pairs")
 
@@ -321,7 +254,7 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
         raise ValueError(f"train.batch_size {batch_size} must divide by train.grad_accum {accum}")
     steps_per_epoch = math.ceil(len(train_pairs) / batch_size)
     total_steps = run.train.max_steps or run.train.epochs * steps_per_epoch
-    optimizer = make_optimizer(model.parameters(), run.optim)
+    optimizer = build_optimizer(model.parameters(), run.optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(run.optim.warmup_steps, total_steps, run.optim.schedule)
     )
@@ -377,7 +310,7 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
     held_out["train_accuracy_last_step"] = log_rows[-1]["accuracy"]
     write_json(output_dir / "eval.json", held_out)
     model.eval()
-    save_hf_folder(model, tokenizer, output_dir / "model")
+    merge_and_save(model, tokenizer, output_dir / "model")
     summary = {"wall_s": wall_s, "tokens": tokens, "peak_mem_mb": peak_memory_mb(device), "steps": total_steps}
     write_json(output_dir / "train_summary.json", summary)
     return summary

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
-import resource
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from upo.checkpoint import load_checkpoint, save_checkpoint
 from upo.config import RunConfig, load_run_config, save_run_config
 from upo.io import read_jsonl, write_json
 from upo.losses import LossInputs, get_loss
+from upo.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
 from upo.policy import (
     PairForward,
     ValueHead,
@@ -53,37 +52,11 @@ def preference_scores(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.full((len(records),), 0.5), torch.full((len(records),), -0.5)
 
 
-def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if cfg.optim.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-
-
-def lr_lambda(cfg: RunConfig, total_steps: int):
-    warmup = cfg.optim.warmup_steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.optim.schedule == "cosine":
-            progress = (step - warmup) / max(total_steps - warmup, 1)
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
-
-
 def batch_order(num_pairs: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Full global batches of one epoch, shuffled by (seed, epoch) so a resumed run sees the same."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(num_pairs, generator=generator).tolist()
     return [order[i : i + batch_size] for i in range(0, num_pairs - batch_size + 1, batch_size)]
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def warm_start_value_head(head: ValueHead, states: torch.Tensor, targets: torch.Tensor, tau: float,
@@ -161,13 +134,14 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         warm_start_value_head(value_head, states.repeat_interleave(2, 0), targets.reshape(-1), tau)
 
     forward = PairForward(model, value_head)
-    optimizer = build_optimizer(cfg, model.parameters())
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
     value_optimizer = (
         torch.optim.AdamW(value_head.parameters(), lr=cfg.optim.value_lr) if value_head else None
     )
     steps_per_epoch = len(records) // cfg.train.batch_size
     total_steps = cfg.train.max_steps if cfg.train.max_steps is not None else cfg.train.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    schedule = lr_lambda(cfg.optim.warmup_steps, total_steps, cfg.optim.schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     forward, optimizer = accelerator.prepare(forward, optimizer)
 
     start_step, wall_before, tokens_seen = 0, 0.0, 0
@@ -332,12 +306,6 @@ def make_inputs(out, tensors, ids, batch, include_rejected, device) -> LossInput
     if "values" in out:
         fields["prompt_values"] = out["values"][:batch]
     return LossInputs(**fields)
-
-
-def peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class _null:

@@ -43,10 +43,11 @@ def test_reward_model_learns_separable_pairs_and_cli(tmp_path):
         tmp_path, "rm", train={"batch_size": 16, "max_steps": 30, "threads": 1}, optim={"lr": 3.0e-3}
     )
     run = load_run_config(config_path)
-    from upo.reward_model import build_reward_model, evaluate_pairs, pick_device, tokenize_records
+    from upo.policy import tokenize_records
+    from upo.reward_model import build_reward_model, evaluate_pairs, pick_device
 
     model, tokenizer = build_reward_model(run.model.path)
-    test_pairs = tokenize_records(tokenizer, read_jsonl(run.data.test), 48, 32)
+    test_pairs = tokenize_records(read_jsonl(run.data.test), tokenizer, 48, 32)
     before = evaluate_pairs(model, test_pairs, tokenizer.pad_token_id, pick_device(), False, 16)["accuracy"]
 
     from upo.__main__ import main as upo_main
