@@ -1,7 +1,10 @@
 """Resumable checkpoints: trainable weights (safetensors), optimizer, scheduler and RNG state.
 
-Only trainable tensors are stored (LoRA adapters, or all weights for full fine-tuning), so a
-checkpoint of a LoRA run is small. The final model is always a plain merged HF folder (``model/``).
+``checkpoint/`` holds ``model/`` (the policy in HF folder layout, safetensors: a full model, or a peft
+adapter folder for LoRA runs, loadable with ``from_pretrained`` / ``PeftModel.from_pretrained``),
+``trainable.safetensors`` (every trainable tensor by name, value head included: what resuming
+loads), ``optimizer.pt`` (optimizer, scheduler and RNG states) and ``state.json`` (step, wall time,
+tokens). The final model is always a plain merged HF folder (``<run>/model/``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def save_checkpoint(directory, forward, optimizer, value_optimizer, scheduler, state: dict) -> None:
+def save_checkpoint(directory, forward, optimizer, value_optimizer, scheduler, state: dict,
+                    tokenizer=None) -> None:
+    """Write a checkpoint atomically (a temporary folder renamed over the previous checkpoint)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=directory.parent))
+    tmp.chmod(0o755)
+    forward.model.save_pretrained(tmp / "model", safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp / "model")
     trainable = {n: p.detach().cpu().contiguous() for n, p in forward.named_parameters() if p.requires_grad}
     save_file(trainable, str(tmp / "trainable.safetensors"))
     torch.save(

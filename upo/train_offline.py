@@ -9,6 +9,7 @@ batch, so the gradient equals the single-process one).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import time
@@ -85,6 +86,9 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         torch.set_num_threads(cfg.train.threads)
     spec, loss_fn = get_loss(cfg.loss.name, **cfg.loss.kwargs)
     needs = spec.needs
+    for tracker in set(cfg.train.log_to) - {"csv"}:
+        if importlib.util.find_spec(tracker) is None:
+            raise ConfigError(f"train.log_to: {tracker!r} needs the {tracker} package (pip install {tracker})")
     accelerator = Accelerator(
         mixed_precision="bf16" if cfg.model.autocast_bf16 else "no",
         log_with=[t for t in cfg.train.log_to if t != "csv"] or None,
@@ -225,7 +229,8 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(checkpoint_dir, accelerator.unwrap_model(forward), optimizer, value_optimizer,
-                                scheduler, {"step": done, "wall_s": row["wall_s"], "tokens": tokens_seen})
+                                scheduler, {"step": done, "wall_s": row["wall_s"], "tokens": tokens_seen},
+                                tokenizer)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
 

@@ -123,6 +123,30 @@ def test_resume_gives_the_same_final_weights(tmp_path, tiny_model_dir, tiny_data
     assert [r["step"] for r in read_log(tmp_path / "resumed")][-1] == "8"
 
 
+def test_checkpoint_holds_an_hf_folder(tmp_path, tiny_model_dir, tiny_data):
+    from transformers import AutoModelForCausalLM
+
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "ckpt", "dpo", {"beta": 0.5},
+                     max_steps=4, checkpoint_every=2)
+    train(cfg, stop_after=3)
+    checkpoint = tmp_path / "ckpt" / "checkpoint"
+    assert (checkpoint / "trainable.safetensors").exists() and (checkpoint / "optimizer.pt").exists()
+    AutoModelForCausalLM.from_pretrained(checkpoint / "model")  # loads as a plain HF folder
+
+
+def test_missing_tracker_package_is_named(tmp_path, tiny_model_dir, tiny_data):
+    import importlib.util
+
+    from upo.strict import ConfigError
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, "", "trk", "sft", {}, log_to=["csv", "wandb"])
+    with pytest.raises(ConfigError, match="pip install wandb"):
+        train(cfg)
+
+
 def test_nonfinite_loss_stops_clearly(tmp_path, tiny_model_dir, tiny_data):
     from upo.train_offline import NonFiniteLossError
 
