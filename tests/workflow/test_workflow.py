@@ -143,6 +143,35 @@ def slurm_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
+def test_killed_workflow_resumes_without_redoing_finished_runs(tmp_path):
+    """Kill -9 mid-training, unlock, rerun with --rerun-incomplete: finished runs are not retrained."""
+    import signal
+    import time
+
+    work = prepare_tree(tmp_path)
+    process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "config/quick.yaml"], cwd=work,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 900
+    finished: list[Path] = []
+    while time.time() < deadline and process.poll() is None:
+        # a run's training job is complete once its generation job (which needs it) has written
+        finished = [p.parent / "train_summary.json" for p in (work / "results/runs").glob("**/generations.jsonl")]
+        if finished:
+            break
+        time.sleep(0.5)
+    assert finished and process.poll() is None, "the workflow ended before a run could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)  # the workflow and every job it started
+    process.wait()
+    before = {path: path.stat().st_mtime_ns for path in finished}
+    snakemake("--unlock", "--configfile", "config/quick.yaml", cwd=work)  # a hard kill leaves the lock
+    rerun = snakemake("--cores", "2", "--configfile", "config/quick.yaml", "--rerun-incomplete", cwd=work)
+    assert {path: path.stat().st_mtime_ns for path in finished} == before
+    for path in finished:  # no training job of a finished run was scheduled again
+        assert f"output: {path.parent.relative_to(work)}/model," not in rerun.stdout + rerun.stderr
+    assert (work / "results/quick/metrics.csv").exists()
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a SLURM cluster (sbatch on PATH)")
