@@ -10,44 +10,35 @@ tokens). The final model is always a plain merged HF folder (``<run>/model/``).
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from upo.io import atomic_dir
+
 
 def save_checkpoint(directory, forward, optimizer, value_optimizer, scheduler, state: dict,
                     tokenizer=None) -> None:
     """Write a checkpoint atomically (a temporary folder renamed over the previous checkpoint)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=directory.parent))
-    tmp.chmod(0o755)
-    forward.model.save_pretrained(tmp / "model", safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / "model")
-    trainable = {n: p.detach().cpu().contiguous() for n, p in forward.named_parameters() if p.requires_grad}
-    save_file(trainable, str(tmp / "trainable.safetensors"))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "value_optimizer": value_optimizer.state_dict() if value_optimizer else None,
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": list(random.getstate()[1]),
-        },
-        tmp / "optimizer.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps(state))
-    old = directory.with_name(".checkpoint.old")
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_dir(directory) as tmp:
+        forward.model.save_pretrained(tmp / "model", safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "model")
+        trainable = {n: p.detach().cpu().contiguous() for n, p in forward.named_parameters() if p.requires_grad}
+        save_file(trainable, str(tmp / "trainable.safetensors"))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "value_optimizer": value_optimizer.state_dict() if value_optimizer else None,
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": list(random.getstate()[1]),
+            },
+            tmp / "optimizer.pt",
+        )
+        (tmp / "state.json").write_text(json.dumps(state))
 
 
 def load_checkpoint(directory, forward, optimizer, value_optimizer, scheduler) -> dict:

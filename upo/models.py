@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +29,7 @@ from typing import Any, Literal
 import torch
 
 from upo.config import LoraConfig
+from upo.io import atomic_dir
 from upo.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -184,30 +183,11 @@ def count_parameters(model, trainable_only: bool = False) -> int:
     return total
 
 
-def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Move a finished ``tmp_dir`` onto ``out_dir`` (replacing an old folder) with renames only."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp_dir, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _save_folder(model, tokenizer, out_dir: str | os.PathLike) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    tmp_dir.chmod(0o755)  # mkdtemp makes it private; the final folder should read like any other
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        _replace_dir(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def merge_and_save(model, tokenizer, out_dir: str | os.PathLike) -> Path:
@@ -261,17 +241,9 @@ def train_project_tokenizer(texts: list[str], out_dir: str | os.PathLike, vocab_
         **PROJECT_SPECIAL_TOKENS,
     )
     tokenizer.chat_template = SIMPLE_CHAT_TEMPLATE
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    tmp_dir.chmod(0o755)  # mkdtemp makes it private; the final folder should read like any other
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         tokenizer.save_pretrained(tmp_dir)
-        _replace_dir(tmp_dir, out_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 # ------------------------------------------------------------------------------------ preparation
