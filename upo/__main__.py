@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from upo.strict import ConfigError
+
 COMMANDS = {
     "data-report": ("upo.data:main_data_report", "count parsed and malformed rows of a dataset"),
     "prepare-data": ("upo.data:main_prepare", "load, validate, score and split a preference dataset"),
@@ -39,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, function_name = COMMANDS[name][0].split(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    return int(function(rest) or 0)
+    try:
+        return int(function(rest) or 0)
+    except (ConfigError, FileNotFoundError) as error:
+        # A user's mistake (bad key, missing file): one clear line, not a traceback.
+        print(f"python -m upo {name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ class RunConfig:
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:
     """Read and validate ``run.yaml``; errors name the file and the key."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: run config not found (every run directory holds its run.yaml)")
     try:
         return from_dict(RunConfig, read_yaml(path))
     except ConfigError as error:

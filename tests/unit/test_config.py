@@ -127,3 +127,11 @@ def test_every_config_key_is_commented(name):
         if is_section and ("#" in line or above.startswith("#")):
             continue
         assert "#" in line or above.startswith("#") or is_section, f"{name}:{number + 1}: no comment: {line}"
+
+
+def test_cli_reports_a_missing_run_config_in_one_line(tmp_path, capsys):
+    from upo.__main__ import main
+
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "run.yaml: run config not found" in err and "Traceback" not in err
