@@ -97,22 +97,27 @@ def compute_pair_logps(
     autocast_bf16: bool = False,
     desc: str = "reference log-probs",
 ) -> dict[str, torch.Tensor]:
-    """Sequence log-probs of every pair under ``model`` (eval mode, no grad).
+    """Sequence log-probs of every pair under ``model`` (eval mode, no grad; the caller restores
+    training mode if it needs it).
 
-    Returns: ``chosen``/``rejected`` (N,) float32 sums and ``prompt_states`` (N, H) float32.
+    Returns: ``chosen``/``rejected`` (N,) float32 sums, ``chosen_lengths`` (N,) response token
+    counts and ``prompt_states`` (N, H) float32, all on the CPU.
     """
     forward = PairForward(model).eval()
-    chosen, rejected, states = [], [], []
+    device = next(model.parameters()).device
+    chosen, rejected, lengths, states = [], [], [], []
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, leave=False):
         chunk = pairs[start : start + batch_size]
-        batch = collate_pairs(chunk, pad_token_id)
+        batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_token_id).items()}
         with _autocast(autocast_bf16):
             out = forward(**batch)
         half = len(chunk)
-        chosen.append(out["logps"][:half].float())
-        rejected.append(out["logps"][half:].float())
-        states.append(out["prompt_states"][:half].float())
-    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected), "prompt_states": torch.cat(states)}
+        chosen.append(out["logps"][:half].float().cpu())
+        rejected.append(out["logps"][half:].float().cpu())
+        lengths.append(out["lengths"][:half].float().cpu())
+        states.append(out["prompt_states"][:half].float().cpu())
+    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected), "chosen_lengths": torch.cat(lengths),
+            "prompt_states": torch.cat(states)}
 
 
 def _autocast(enabled: bool):

@@ -45,9 +45,9 @@ from upo.reward_model import (
     resolve_output_dir,
     score,
     torch_dtype,
-    write_csv,
 )
 from upo.strict import ConfigError, from_dict
+from upo.trainlog import MetricsLogger
 
 # (prompts as chat messages, response texts) -> (B,) sequence rewards; replaces RM + aux (tests, toys)
 RewardFn = Callable[[list[list[dict]], list[str]], "torch.Tensor | list[float]"]
@@ -280,7 +280,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
 
     rng = random.Random(run.seed)
     queue: list[int] = []
-    log_rows, tokens, start_time = [], 0, time.perf_counter()
+    logger, tokens, start_time = MetricsLogger(output_dir / "train_log.csv"), 0, time.perf_counter()
     for step in tqdm(range(1, config.total_steps + 1), desc="train-ppo", disable=None):
         step_start = time.perf_counter()
         while len(queue) < config.rollouts_per_step:  # cycle through seeded shuffles of the prompts
@@ -368,8 +368,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
         row["score_s"] = update_start - scoring_start
         row["update_s"] = time.perf_counter() - update_start
         row["step_s"] = time.perf_counter() - step_start
-        log_rows.append(row)
-        write_csv(output_dir / "train_log.csv", log_rows)
+        logger.log(row)
     wall_s = time.perf_counter() - start_time
 
     policy.eval()

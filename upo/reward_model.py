@@ -28,12 +28,13 @@ from tqdm import tqdm
 import upo.losses.reward  # noqa: F401  (registers bradley_terry)
 from upo.batching import TokenizedPair, collate_pairs, encode_response, format_prompt
 from upo.config import RunConfig, load_run_config
-from upo.io import read_jsonl, write_json, write_text
+from upo.io import read_jsonl, write_json
 from upo.logps import pad_right
 from upo.losses.base import LossInputs, get_loss
 from upo.models import merge_and_save
 from upo.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
 from upo.policy import tokenize_records
+from upo.trainlog import MetricsLogger
 
 # ------------------------------------------------------------------------------ shared run helpers
 
@@ -54,23 +55,6 @@ def torch_dtype(name: str) -> torch.dtype:
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast context on ``device`` (weights stay in their dtype)."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Atomic CSV of dict rows (columns: union of keys, first-seen order)."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join(_csv_cell(row.get(key, "")) for key in columns))
-    write_text(path, "\n".join(lines) + "\n")
-
-
-def _csv_cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 # ------------------------------------------------------------------------------ model and scoring
@@ -265,7 +249,7 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
 
     rng = random.Random(run.seed)
     order: list[int] = []
-    log_rows, tokens, start_time = [], 0, time.perf_counter()
+    logger, tokens, start_time = MetricsLogger(output_dir / "train_log.csv"), 0, time.perf_counter()
     pad_id = tokenizer.pad_token_id
     for step in tqdm(range(1, total_steps + 1), desc="train-rm", disable=None):
         if len(order) < batch_size:  # refill with a fresh seeded shuffle each epoch
@@ -302,12 +286,11 @@ def train_reward_model(run: RunConfig, output_dir: str | os.PathLike) -> dict:
                 scoring_model, test_pairs[: run.train.eval_pairs], pad_id, device, bf16, batch_size
             )
             row["eval_accuracy"] = held_out["accuracy"]
-        log_rows.append(row)
-        write_csv(output_dir / "train_log.csv", log_rows)
+        logger.log(row)
     wall_s = time.perf_counter() - start_time
 
     held_out = evaluate_pairs(scoring_model, test_pairs, pad_id, device, bf16, batch_size)
-    held_out["train_accuracy_last_step"] = log_rows[-1]["accuracy"]
+    held_out["train_accuracy_last_step"] = logger.rows[-1]["accuracy"]
     write_json(output_dir / "eval.json", held_out)
     model.eval()
     merge_and_save(model, tokenizer, output_dir / "model")

@@ -30,6 +30,7 @@ from upo.policy import (
     ValueHead,
     _autocast,
     cache_settings,
+    compute_pair_logps,
     load_reference_cache,
     tokenize_records,
 )
@@ -263,20 +264,9 @@ def heldout_metrics(forward, heldout: dict, pad_token_id: int, beta: float, auto
     ``heldout``: ``pairs`` (tokenised test pairs) and, for preference runs, ``reference_chosen`` /
     ``reference_rejected`` (N,) cached reference log-probs.
     """
-    forward.eval()
-    chosen, rejected, lengths = [], [], []
-    pairs = heldout["pairs"]
-    for start in range(0, len(pairs), 16):
-        batch = collate_pairs(pairs[start : start + 16], pad_token_id)
-        device = next(forward.parameters()).device
-        with _autocast(autocast):
-            out = forward(**{k: v.to(device) for k, v in batch.items()})
-        half = len(pairs[start : start + 16])
-        chosen.append(out["logps"][:half].float().cpu())
-        rejected.append(out["logps"][half:].float().cpu())
-        lengths.append(out["lengths"][:half].float().cpu())
+    logps = compute_pair_logps(forward.model, heldout["pairs"], pad_token_id, 16, autocast, "held-out eval")
     forward.train()
-    chosen, rejected, lengths = torch.cat(chosen), torch.cat(rejected), torch.cat(lengths)
+    chosen, rejected, lengths = logps["chosen"], logps["rejected"], logps["chosen_lengths"]
     metrics = {"eval/nll_chosen": float((-chosen / lengths.clamp(min=1)).mean())}
     if "reference_chosen" in heldout:
         margin = beta * ((chosen - heldout["reference_chosen"]) - (rejected - heldout["reference_rejected"]))
