@@ -7,7 +7,6 @@ set to ``IGNORE_INDEX``; logits at position t predict token t+1, so both are shi
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
@@ -46,19 +45,7 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return out, mask
 
 
-def sequence_logps(token_values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum over response tokens and their count. Args: (B, T) values and mask. Returns (B,), (B,)."""
-    return (token_values * mask).sum(-1), mask.sum(-1)
-
-
 def pad_right(sequences: list[list[int]], pad_value: int) -> torch.Tensor:
     """Pad id lists on the right into a (B, T_max) long tensor."""
     width = max(len(s) for s in sequences)
     return torch.tensor([s + [pad_value] * (width - len(s)) for s in sequences], dtype=torch.long)
-
-
-def kl_from_logits(policy_logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
-    """Exact per-position KL(policy || reference) over the vocabulary. (B, T, V) x2 -> (B, T)."""
-    policy_logp = F.log_softmax(policy_logits.float(), dim=-1)
-    reference_logp = F.log_softmax(reference_logits.float(), dim=-1)
-    return (policy_logp.exp() * (policy_logp - reference_logp)).sum(-1)

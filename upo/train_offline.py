@@ -9,6 +9,7 @@ batch, so the gradient equals the single-process one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import math
 import os
@@ -184,7 +185,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             tokens_seen += int(batch["attention_mask"].sum()) * world
             sync = micro == cfg.train.grad_accum - 1
-            context = accelerator.no_sync(forward) if not sync else _null()
+            context = accelerator.no_sync(forward) if not sync else contextlib.nullcontext()
             with context, _autocast(cfg.model.autocast_bf16):
                 out = forward(**batch)
                 inputs = make_inputs(out, tensors, ids, len(ids), include_rejected, accelerator.device)
@@ -301,14 +302,6 @@ def make_inputs(out, tensors, ids, batch, include_rejected, device) -> LossInput
     if "values" in out:
         fields["prompt_values"] = out["values"][:batch]
     return LossInputs(**fields)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
