@@ -6,7 +6,7 @@ line is one JSON object (``ours_tokens_per_s``, ``trl_tokens_per_s``, ``speedup_
 ``upo_over_dpo_step_time``, ``step0_loss_abs_diff_vs_trl``, ...). See ``benchmarks/README.md``.
 
 Every configuration runs in a fresh Python process so that its peak memory is its own:
-    ours-dpo / ours-upo   our trainer's step (``upo.train_offline``): PairForward over [chosen; rejected],
+    ours-dpo / ours-upo   our trainer's step (``upo.train.offline``): PairForward over [chosen; rejected],
                           the registry loss, backward, grad clip, AdamW, scheduler; cached reference log-probs
     trl-default           ``DPOTrainer`` at its defaults (reference forward every step, gradient checkpointing)
     trl-precomputed       the same with ``precompute_ref_log_probs=True``
@@ -79,7 +79,7 @@ def make_tiny_model(out_dir: Path, tokenizer_dir: Path, hidden: int = 64, layers
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from upo.models import load_tokenizer
+    from upo.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
     config = LlamaConfig(
@@ -104,7 +104,7 @@ def make_tiny_model(out_dir: Path, tokenizer_dir: Path, hidden: int = 64, layers
 def prepare_assets(work: Path, models: list[str], num_pairs: int) -> dict[str, Path]:
     """Data JSONL plus one HF folder per model name ("tiny" is built here; smollm2-135m is reused or prepared)."""
     from upo.io import write_jsonl
-    from upo.models import prepare_model, train_project_tokenizer
+    from upo.models.loading import prepare_model, train_project_tokenizer
 
     records = synthetic_records(num_pairs)
     assets = {"data": work / "pairs.jsonl"}
@@ -172,8 +172,8 @@ def _load(spec: dict):
     import torch
 
     from upo.io import read_jsonl
-    from upo.models import load_tokenizer
-    from upo.policy import tokenize_records
+    from upo.models.loading import load_tokenizer
+    from upo.models.pair_forward import tokenize_records
 
     torch.set_num_threads(spec["threads"])
     tokenizer = load_tokenizer(spec["model"])
@@ -189,12 +189,12 @@ def _our_step(spec: dict, loss_name: str, tokenizer, records, pairs):
     """
     import torch
 
-    from upo.auxiliary import AuxNormaliser
-    from upo.batching import collate_pairs
+    from upo.data.batching import collate_pairs
     from upo.losses import get_loss
-    from upo.models import load_model
-    from upo.policy import PairForward, ValueHead, _autocast, compute_pair_logps
-    from upo.train_offline import make_inputs, warm_start_value_head
+    from upo.models.loading import load_model
+    from upo.models.pair_forward import PairForward, ValueHead, _autocast, compute_pair_logps
+    from upo.rewards.normalise import AuxNormaliser
+    from upo.train.offline import make_inputs, warm_start_value_head
 
     device, bf16 = _device(), spec["bf16"]
     started = time.perf_counter()
@@ -283,7 +283,7 @@ def _trl_dataset(tokenizer, records):
     """Text-format rows: the prompt rendered by the same chat template; TRL appends EOS to responses."""
     from datasets import Dataset
 
-    from upo.batching import format_prompt
+    from upo.data.batching import format_prompt
 
     return Dataset.from_list(
         [
@@ -331,7 +331,7 @@ def child_trl(spec: dict, precompute: bool, gradient_checkpointing: bool | None)
     from transformers import TrainerCallback
     from trl import DPOTrainer
 
-    from upo.models import load_model
+    from upo.models.loading import load_model
 
     tokenizer, records, pairs = _load(spec)
 
@@ -389,10 +389,10 @@ def child_loss_check(spec: dict) -> dict:
     import torch
     from trl import DPOTrainer
 
-    from upo.batching import collate_pairs
+    from upo.data.batching import collate_pairs
     from upo.losses import LossInputs, get_loss
-    from upo.models import load_model
-    from upo.policy import PairForward, compute_pair_logps
+    from upo.models.loading import load_model
+    from upo.models.pair_forward import PairForward, compute_pair_logps
 
     tokenizer, records, pairs = _load(spec)
     size = spec["batch_size"]

@@ -13,8 +13,10 @@ import torch
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
-WORDS = ("the cat sat on a warm mat and smiled . we love sunny days but hate cold rain ! "
-         "reading short clear words is easy ; long convoluted sentences are exhausting").split()
+WORDS = (
+    "the cat sat on a warm mat and smiled . we love sunny days but hate cold rain ! "
+    "reading short clear words is easy ; long convoluted sentences are exhausting"
+).split()
 
 
 def tiny_records(n: int, seed: int = 0) -> list[dict]:
@@ -25,22 +27,26 @@ def tiny_records(n: int, seed: int = 0) -> list[dict]:
         prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8)))
         chosen = "we love it and smiled " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
         rejected = "we hate cold rain " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
-        records.append({
-            "id": f"tiny-{i}",
-            "prompt": [{"role": "user", "content": prompt}],
-            "chosen": chosen,
-            "rejected": rejected,
-            "source": "tiny",
-            "aux": {"chosen": {"readability": rng.random(), "brevity": rng.random()},
-                    "rejected": {"readability": rng.random(), "brevity": rng.random()}},
-            "oracle": {"chosen": 0.5 + rng.random(), "rejected": rng.random() - 0.5},
-        })
+        records.append(
+            {
+                "id": f"tiny-{i}",
+                "prompt": [{"role": "user", "content": prompt}],
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": "tiny",
+                "aux": {
+                    "chosen": {"readability": rng.random(), "brevity": rng.random()},
+                    "rejected": {"readability": rng.random(), "brevity": rng.random()},
+                },
+                "oracle": {"chosen": 0.5 + rng.random(), "rejected": rng.random() - 0.5},
+            }
+        )
     return records
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> Path:
-    from upo.models import train_project_tokenizer
+    from upo.models.loading import train_project_tokenizer
 
     corpus = [" ".join(WORDS)] * 4 + [r["prompt"][0]["content"] + " " + r["chosen"] for r in tiny_records(64)]
     return train_project_tokenizer(corpus, tmp_path_factory.mktemp("tok") / "tokenizer", vocab_size=300)
@@ -51,10 +57,17 @@ def save_tiny_llama(out_dir: Path, tokenizer_dir: Path, seed: int = 0, hidden: i
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -12,18 +12,18 @@ import sys
 from upo.strict import ConfigError
 
 COMMANDS = {
-    "data-report": ("upo.data:main_data_report", "count parsed and malformed rows of a dataset"),
-    "prepare-data": ("upo.data:main_prepare", "load, validate, score and split a preference dataset"),
-    "prepare-model": ("upo.models:main_prepare_model", "write a model of the table as an HF folder"),
-    "generate-default-data": ("upo.default_data:main", "build the shipped default testbed"),
-    "train": ("upo.train_offline:main", "offline training (SFT, DPO, UPO, relabelled DPO) from run.yaml"),
-    "ref-logps": ("upo.policy:main_ref_logps", "cache reference log-probs of a split"),
-    "train-rm": ("upo.reward_model:main", "train a Bradley-Terry reward model from run.yaml"),
-    "train-ppo": ("upo.ppo:main", "online RLHF-PPO from run.yaml"),
-    "generate": ("upo.generation:main", "sample responses to held-out prompts for a run"),
-    "evaluate": ("upo.evaluate:main", "judge win rate, aux metrics, KL and lm-eval tasks of a run"),
-    "aggregate": ("upo.aggregate:main", "collect metrics.json files into the tidy table and frontier"),
-    "plot": ("upo.plotting:main", "frontier, reward-vs-KL and cost plots from the tidy table"),
+    "data-report": ("upo.data.prepare:main_data_report", "count parsed and malformed rows of a dataset"),
+    "prepare-data": ("upo.data.prepare:main_prepare", "load, validate, score and split a preference dataset"),
+    "prepare-model": ("upo.models.loading:main_prepare_model", "write a model of the table as an HF folder"),
+    "generate-default-data": ("upo.data.testbed:main", "build the shipped default testbed"),
+    "train": ("upo.train.offline:main", "offline training (SFT, DPO, UPO, relabelled DPO) from run.yaml"),
+    "ref-logps": ("upo.models.pair_forward:main_ref_logps", "cache reference log-probs of a split"),
+    "train-rm": ("upo.train.reward_model:main", "train a Bradley-Terry reward model from run.yaml"),
+    "train-ppo": ("upo.train.ppo:main", "online RLHF-PPO from run.yaml"),
+    "generate": ("upo.evaluate.generation:main", "sample responses to held-out prompts for a run"),
+    "evaluate": ("upo.evaluate.evaluation:main", "judge win rate, aux metrics, KL and lm-eval tasks of a run"),
+    "aggregate": ("upo.report.aggregate:main", "collect metrics.json files into the tidy table and frontier"),
+    "plot": ("upo.report.plotting:main", "frontier, reward-vs-KL and cost plots from the tidy table"),
     "write-run-config": ("upo.sweeps:main_write_run_config", "resolve one run's run.yaml"),
 }
 

@@ -29,18 +29,14 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]!r}; allowed keys here: {', '.join(sorted(fields))}"
-        )
+        raise ConfigError(f"unknown key {prefix}{unknown[0]!r}; allowed keys here: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(hints[name], value, f"{where}.{name}" if where else name)
     missing = [
         name
         for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"{where or '<root>'}: missing required key {missing[0]!r}")
@@ -96,10 +92,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         key_type, value_type = get_args(tp) or (Any, Any)
-        return {
-            _convert(key_type, k, f"{where}"): _convert(value_type, v, f"{where}.{k}")
-            for k, v in value.items()
-        }
+        return {_convert(key_type, k, f"{where}"): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             hint = " (write 1.0e-5, not 1e-5: YAML reads the latter as a string)" if isinstance(value, str) else ""

@@ -83,14 +83,23 @@ def run_table(config: dict) -> list[dict]:
     rows = []
     for index, sweep in enumerate(config["sweeps"]):
         for dataset, model, beta, weight, seed in itertools.product(
-            sweep.get("datasets", list(config["datasets"])), sweep["models"], sweep["beta"],
-            sweep["aux_weight"], sweep.get("seeds", config.get("seeds", [0])),
+            sweep.get("datasets", list(config["datasets"])),
+            sweep["models"],
+            sweep["beta"],
+            sweep["aux_weight"],
+            sweep.get("seeds", config.get("seeds", [0])),
         ):
-            rows.append({
-                "dataset": dataset, "model": model, "method": sweep["method"],
-                "beta": paths.format_value(beta), "aux_weight": paths.format_value(weight), "seed": int(seed),
-                "sweep": index,
-            })
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "method": sweep["method"],
+                    "beta": paths.format_value(beta),
+                    "aux_weight": paths.format_value(weight),
+                    "seed": int(seed),
+                    "sweep": index,
+                }
+            )
     keys = [tuple(r[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")) for r in rows]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
@@ -108,17 +117,28 @@ def _common(config: dict, dataset: str, model: str, stage: StageConfig, entry: M
     data_dir = paths.data_dir(dataset)
     return {
         "data": {
-            "train": f"{data_dir}/train.jsonl", "test": f"{data_dir}/test.jsonl",
-            "max_length": entry.max_length, "max_prompt_length": entry.max_prompt_length,
+            "train": f"{data_dir}/train.jsonl",
+            "test": f"{data_dir}/test.jsonl",
+            "max_length": entry.max_length,
+            "max_prompt_length": entry.max_prompt_length,
             "aux_rewards": dict(config.get("aux_rewards", {})),
             "aux_normalisation": config.get("aux_normalisation", "zscore"),
             "max_train_pairs": stage.max_train_pairs,
         },
-        "optim": {"optimizer": stage.optimizer, "lr": stage.lr, "warmup_steps": stage.warmup_steps,
-                  "schedule": stage.schedule},
-        "train": {"epochs": stage.epochs, "max_steps": stage.max_steps, "batch_size": stage.batch_size,
-                  "grad_accum": stage.grad_accum, "checkpoint_every": stage.checkpoint_every,
-                  "threads": entry.threads},
+        "optim": {
+            "optimizer": stage.optimizer,
+            "lr": stage.lr,
+            "warmup_steps": stage.warmup_steps,
+            "schedule": stage.schedule,
+        },
+        "train": {
+            "epochs": stage.epochs,
+            "max_steps": stage.max_steps,
+            "batch_size": stage.batch_size,
+            "grad_accum": stage.grad_accum,
+            "checkpoint_every": stage.checkpoint_every,
+            "threads": entry.threads,
+        },
         "eval": {**config.get("eval", {}), **entry.eval},
     }
 
@@ -128,11 +148,23 @@ def resolve_sft(config: dict, dataset: str, model: str) -> dict:
     entry = model_entry(config, model)
     out = paths.sft_dir(dataset, model)
     run = {
-        "method": "sft", "seed": int(config.get("sft_seed", 0)), "output_dir": out,
-        "tags": {"dataset": dataset, "model": model, "method": "sft", "beta": None, "aux_weight": None,
-                 "seed": int(config.get("sft_seed", 0))},
-        "model": {"name": model, "path": paths.base_model_dir(model), "lora": to_dict(entry.lora),
-                  "autocast_bf16": entry.autocast_bf16},
+        "method": "sft",
+        "seed": int(config.get("sft_seed", 0)),
+        "output_dir": out,
+        "tags": {
+            "dataset": dataset,
+            "model": model,
+            "method": "sft",
+            "beta": None,
+            "aux_weight": None,
+            "seed": int(config.get("sft_seed", 0)),
+        },
+        "model": {
+            "name": model,
+            "path": paths.base_model_dir(model),
+            "lora": to_dict(entry.lora),
+            "autocast_bf16": entry.autocast_bf16,
+        },
         "reference": {"path": f"{out}/model"},
         "loss": {"name": "sft", "kwargs": {}},
         **_common(config, dataset, model, entry.sft, entry),
@@ -143,19 +175,22 @@ def resolve_sft(config: dict, dataset: str, model: str) -> dict:
 def resolve_reward_model(config: dict, dataset: str, model: str) -> dict:
     entry = model_entry(config, model)
     run = {
-        "method": "reward-model", "seed": int(config.get("sft_seed", 0)),
+        "method": "reward-model",
+        "seed": int(config.get("sft_seed", 0)),
         "output_dir": paths.reward_model_dir(dataset, model),
         "tags": {"dataset": dataset, "model": model, "method": "reward-model"},
-        "model": {"name": model, "path": f"{paths.sft_dir(dataset, model)}/model",
-                  "autocast_bf16": entry.autocast_bf16},
+        "model": {
+            "name": model,
+            "path": f"{paths.sft_dir(dataset, model)}/model",
+            "autocast_bf16": entry.autocast_bf16,
+        },
         "loss": {"name": "bradley_terry", "kwargs": {}},
         **_common(config, dataset, model, entry.reward_model, entry),
     }
     return validated(run)
 
 
-def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str,
-                seed: int) -> dict:
+def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> dict:
     """run.yaml of one preference run (offline or PPO)."""
     entry = model_entry(config, model)
     spec = load_method(method)
@@ -165,12 +200,18 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
     if spec.optimizer:
         common["optim"]["optimizer"] = spec.optimizer
     run = {
-        "method": method, "seed": int(seed),
+        "method": method,
+        "seed": int(seed),
         "output_dir": paths.run_dir(dataset, model, method, beta, aux_weight, seed),
-        "tags": {"dataset": dataset, "model": model, "method": method, "beta": beta_value,
-                 "aux_weight": weight_value, "seed": int(seed)},
-        "model": {"name": model, "path": sft_model, "lora": to_dict(entry.lora),
-                  "autocast_bf16": entry.autocast_bf16},
+        "tags": {
+            "dataset": dataset,
+            "model": model,
+            "method": method,
+            "beta": beta_value,
+            "aux_weight": weight_value,
+            "seed": int(seed),
+        },
+        "model": {"name": model, "path": sft_model, "lora": to_dict(entry.lora), "autocast_bf16": entry.autocast_bf16},
         "reference": {"path": sft_model, "logps_cache": paths.ref_logps_path(dataset, model)},
         **common,
     }
@@ -198,7 +239,7 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
 
 def validated(run: dict) -> dict:
     """Type-check the run (RunConfig, loss kwargs, eval and ppo sections); return it as plain data."""
-    from upo.evaluate import EvalConfig
+    from upo.evaluate.evaluation import EvalConfig
     from upo.losses import get_loss
 
     where = run.get("output_dir", "run")
@@ -208,7 +249,7 @@ def validated(run: dict) -> dict:
             get_loss(config.loss.name, **config.loss.kwargs)
         from_dict(EvalConfig, config.eval, "eval")
         if config.ppo is not None:
-            from upo.ppo import PPOConfig
+            from upo.train.ppo import PPOConfig
 
             from_dict(PPOConfig, config.ppo, "ppo")
     except (ConfigError, ValueError, KeyError) as error:
@@ -218,7 +259,7 @@ def validated(run: dict) -> dict:
 
 def validate_experiment(config: dict) -> list[dict]:
     """Resolve every job of the experiment; the first bad value raises naming the key."""
-    from upo.models import MODEL_TABLE
+    from upo.models.loading import MODEL_TABLE
 
     for model in config["models"]:
         paths.check_name("model", model)

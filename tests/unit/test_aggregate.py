@@ -1,4 +1,4 @@
-"""upo.aggregate on small synthetic runs: tidy table, judge checks, schema, summary, frontier."""
+"""upo.report.aggregate on small synthetic runs: tidy table, judge checks, schema, summary, frontier."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from upo.aggregate import SCHEMA_PATH, AggregateError, build_table, main, seed_means
+from upo.report.aggregate import SCHEMA_PATH, AggregateError, build_table, main, seed_means
 
 JUDGE = {"name": "vader_oracle", "config": {"threshold": 0.0}, "prompt_sha256": None,
          "model_sha256": None, "package": "alpaca_eval==0.6.6"}  # fmt: skip

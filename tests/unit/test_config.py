@@ -32,15 +32,22 @@ def test_wrong_type_and_literal():
         from_dict(RunConfig, {"optim": {"optimizer": "sgd"}})
 
 
-@pytest.mark.parametrize("value,text", [(0.1, "0.1"), (0.10, "0.1"), ("1e-1", "0.1"), (1.0, "1"), (2, "2"),
-                                        (0.05, "0.05"), (1e-5, "1e-05")])
+@pytest.mark.parametrize(
+    "value,text", [(0.1, "0.1"), (0.10, "0.1"), ("1e-1", "0.1"), (1.0, "1"), (2, "2"), (0.05, "0.05"), (1e-5, "1e-05")]
+)
 def test_format_value_is_canonical(value, text):
     assert paths.format_value(value) == text
 
 
 def test_run_dir_round_trip():
-    row = {"dataset": "default", "model": "smollm2-135m", "method": "relabel-dpo", "beta": "0.1",
-           "aux_weight": "0.3", "seed": 1}
+    row = {
+        "dataset": "default",
+        "model": "smollm2-135m",
+        "method": "relabel-dpo",
+        "beta": "0.1",
+        "aux_weight": "0.3",
+        "seed": 1,
+    }
     path = paths.run_dir(**row)
     assert path == "results/runs/default/smollm2-135m/relabel-dpo/beta~0.1/w~0.3/seed~1"
     assert paths.parse_run_dir(path) == row
@@ -84,8 +91,14 @@ def test_resolved_run_carries_sweep_values_into_the_loss():
     assert run["loss"]["kwargs"]["tau"] == 0.7  # from config/methods/upo.yaml
     assert run["reference"]["logps_cache"] == "results/ref_logps/default/pico.pt"
     assert run["output_dir"] == "results/runs/default/pico/upo/beta~0.1/w~2/seed~1"
-    assert run["tags"] == {"dataset": "default", "model": "pico", "method": "upo", "beta": 0.1,
-                           "aux_weight": 2.0, "seed": 1}
+    assert run["tags"] == {
+        "dataset": "default",
+        "model": "pico",
+        "method": "upo",
+        "beta": 0.1,
+        "aux_weight": 2.0,
+        "seed": 1,
+    }
 
 
 def test_dpo_with_an_aux_weight_is_refused():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from upo.data import (
+from upo.data.prepare import (
     DataError,
     load_preferences,
     main_data_report,
@@ -87,9 +87,7 @@ def test_hh_malformed_rows_counted(tmp_path):
         "identical_responses": 1, "empty_response": 1, "prompt_mismatch": 1,
         "unparseable_dialogue": 1, "missing_field": 1, "duplicate": 1, "invalid_json": 1,
     }  # fmt: skip
-    assert records[0]["chosen"] == "good" and records[0]["prompt"] == [
-        {"role": "user", "content": "q1"}
-    ]
+    assert records[0]["chosen"] == "good" and records[0]["prompt"] == [{"role": "user", "content": "q1"}]
     with pytest.raises(DataError, match=r"hh\.jsonl\.gz:2: identical_responses"):
         load_preferences("hh", str(path), on_error="fail")
 
@@ -307,11 +305,7 @@ def test_prepare_data_cli(tmp_path, capsys):
     assert len(train) + len(test) == 18 and report["n_test"] == len(test) >= 5
     assert not {prompt_key(r) for r in train} & {prompt_key(r) for r in test}
     for record in train + test:
-        assert (
-            set(record["aux"]["chosen"])
-            == set(record["aux"]["rejected"])
-            == {"brevity", "sentiment"}
-        )
+        assert set(record["aux"]["chosen"]) == set(record["aux"]["rejected"]) == {"brevity", "sentiment"}
         assert record["oracle"] == {"chosen": 1.0, "rejected": 0.0}
     first = next(r for r in train + test if r["id"] == "r0")
     assert first["aux"]["chosen"]["brevity"] == 0.123  # existing score reused

@@ -25,12 +25,33 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, tiny_data
     trajectories = {}
     for processes in (1, 2):
         name = f"ddp{processes}"
-        cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, name, "upo", {"beta": 0.5, "aux_weight": 1.0},
-                         max_steps=6, grad_accum=2)
+        cfg = run_config(
+            tmp_path,
+            tiny_model_dir,
+            tiny_data,
+            cache,
+            name,
+            "upo",
+            {"beta": 0.5, "aux_weight": 1.0},
+            max_steps=6,
+            grad_accum=2,
+        )
         save_run_config(cfg, tmp_path / f"{name}.yaml")
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--num_cpu_threads_per_process", "1"]
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--num_cpu_threads_per_process",
+            "1",
+        ]
         # torchrun-style workers; ACCELERATE_USE_CPU makes each a CPU process (gloo backend)
         command += ["--cpu"] if processes == 1 else ["--multi_gpu"]
         command += ["-m", "upo", "train", str(tmp_path / f"{name}.yaml")]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from upo import default_data, prompts
+from upo.data import testbed as default_data
+from upo.data import testbed_prompts as prompts
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "default"
 RECORD_KEYS = {"id", "prompt", "chosen", "rejected", "source", "aux", "oracle"}
@@ -79,8 +80,8 @@ def test_spearman_matches_scipy():
 def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from upo.models import load_tokenizer
-    from upo.rewards import available_rewards
+    from upo.models.loading import load_tokenizer
+    from upo.rewards.scorers import available_rewards
 
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(tiny_tokenizer_dir)

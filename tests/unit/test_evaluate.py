@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.unit.test_generation import write_run
-from upo.evaluate import EvalConfig, evaluate_run, load_eval_config, mean_se, sequence_kl, validate_metrics
+from upo.evaluate.evaluation import EvalConfig, evaluate_run, load_eval_config, mean_se, sequence_kl, validate_metrics
 from upo.io import read_jsonl
 from upo.strict import ConfigError, from_dict
 
@@ -94,7 +94,7 @@ def test_schema_rejects_broken_metrics(evaluated_run):
 
 
 def test_kl_of_model_against_itself_is_zero(tiny_model_dir):
-    from upo.generation import generate_with_ids, load_model_and_tokenizer
+    from upo.evaluate.generation import generate_with_ids, load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu")
     prompts = [[{"role": "user", "content": t}] for t in ("the cat", "sunny days", "rain")]

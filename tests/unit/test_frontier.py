@@ -1,4 +1,4 @@
-"""Hand-computed cases for upo.frontier (Pareto front, hypervolume, bootstrap CI, mean ± SE)."""
+"""Hand-computed cases for upo.report.frontier (Pareto front, hypervolume, bootstrap CI, mean ± SE)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from upo.frontier import bootstrap_hypervolume, hypervolume_2d, mean_se, pareto_front
+from upo.report.frontier import bootstrap_hypervolume, hypervolume_2d, mean_se, pareto_front
 
 
 def test_front_drops_dominated_points():

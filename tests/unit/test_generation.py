@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from upo.generation import generate_responses, generate_with_ids, generator_name, prompt_to_instruction
+from upo.evaluate.generation import generate_responses, generate_with_ids, generator_name, prompt_to_instruction
 from upo.io import read_jsonl, write_yaml
 
 PROMPTS = [[{"role": "user", "content": t}] for t in ("the cat sat", "we love sunny days and", "rain", "mat")]
@@ -13,7 +13,7 @@ PROMPTS = [[{"role": "user", "content": t}] for t in ("the cat sat", "we love su
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_model_dir):
-    from upo.generation import load_model_and_tokenizer
+    from upo.evaluate.generation import load_model_and_tokenizer
 
     torch.set_num_threads(1)
     return load_model_and_tokenizer(tiny_model_dir, device="cpu")
@@ -93,11 +93,11 @@ def test_generate_cli(tmp_path, tiny_model_dir, tiny_data):
 
 
 def test_generate_checks_judge_before_sampling(tmp_path, tiny_model_dir, tiny_data, monkeypatch):
-    from upo.generation import generate_run
-    from upo.judges import JudgeUnavailable
+    from upo.evaluate.generation import generate_run
+    from upo.evaluate.judges import JudgeUnavailable
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run = write_run(tmp_path / "run", tiny_model_dir, tiny_data, {"judge": "weighted_alpaca_eval_gpt4_turbo"})
-    monkeypatch.setattr("upo.generation.load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("upo.evaluate.generation.load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model"))
     with pytest.raises(JudgeUnavailable, match="OPENAI_API_KEY"):
         generate_run(run)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upo import judges
-from upo.evaluate import EvalConfig
+from upo.evaluate import judges
+from upo.evaluate.evaluation import EvalConfig
 
 
 def rows(outputs: list[str], generator: str = "model") -> list[dict]:
@@ -65,7 +65,7 @@ def test_local_judge_position_bias_cancels():
 
 
 def test_local_judge_on_tiny_model(tiny_model_dir):
-    from upo.generation import load_model_and_tokenizer
+    from upo.evaluate.generation import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir, device="cpu")
     probs = judges.letter_probability_fn(model, tokenizer)(["which is better?", "another question"])

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from upo import lmeval
+from upo.evaluate import lmeval
 from upo.io import read_jsonl
 
 TASKS = ["upo_pref_acc", "upo_capability"]

@@ -39,8 +39,12 @@ def base_inputs(**overrides) -> LossInputs:
     return LossInputs(**fields)
 
 
-FLIP = {"chosen_rewards": T(0.5), "rejected_rewards": T(-0.5),
-        "aux_chosen_rewards": T(-1.0), "aux_rejected_rewards": T(1.0)}
+FLIP = {
+    "chosen_rewards": T(0.5),
+    "rejected_rewards": T(-0.5),
+    "aux_chosen_rewards": T(-1.0),
+    "aux_rejected_rewards": T(1.0),
+}
 
 # name -> list of (kwargs, input overrides, expected per-example loss)
 GOLDEN_CASES = {
@@ -118,9 +122,15 @@ def test_upo_with_zero_aux_weight_is_dpo_bit_for_bit():
     generator = torch.Generator().manual_seed(0)
     fields = {
         name: torch.randn(16, generator=generator, dtype=torch.float32)
-        for name in ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps",
-                     "reference_rejected_logps", "aux_chosen_rewards", "aux_rejected_rewards",
-                     "prompt_values")
+        for name in (
+            "policy_chosen_logps",
+            "policy_rejected_logps",
+            "reference_chosen_logps",
+            "reference_rejected_logps",
+            "aux_chosen_rewards",
+            "aux_rejected_rewards",
+            "prompt_values",
+        )
     }
     fields["chosen_lengths"] = torch.full((16,), 7.0)
     fields["rejected_lengths"] = torch.full((16,), 9.0)
@@ -170,14 +180,16 @@ def test_gradcheck(name):
     generator = torch.Generator().manual_seed(1)
     base = base_inputs(**overrides)
     tensors = tuple(
-        (getattr(base, field) + 0.1 * torch.randn(3, generator=generator, dtype=torch.float64))
-        .requires_grad_()
+        (getattr(base, field) + 0.1 * torch.randn(3, generator=generator, dtype=torch.float64)).requires_grad_()
         for field in DIFFERENTIABLE
     )
 
     def fn(*args):
-        fields = {f: getattr(base, f).expand(3).clone() for f in LossInputs.__dataclass_fields__
-                  if getattr(base, f) is not None}
+        fields = {
+            f: getattr(base, f).expand(3).clone()
+            for f in LossInputs.__dataclass_fields__
+            if getattr(base, f) is not None
+        }
         fields.update(dict(zip(DIFFERENTIABLE, args, strict=True)))
         return loss_fn(LossInputs(**fields)).loss
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from upo import models
-from upo.batching import format_prompt
 from upo.config import LoraConfig
+from upo.data.batching import format_prompt
+from upo.models import loading as models
 
 SMOLLM2_CACHE = models.REPO_ROOT / "resources" / "models" / "smollm2-135m"
 SAMPLE_TEXT = (

@@ -1,11 +1,11 @@
-"""upo.plotting on a small synthetic tidy table: every figure exists, bad tables fail clearly."""
+"""upo.report.plotting on a small synthetic tidy table: every figure exists, bad tables fail clearly."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from upo.plotting import main, method_curves, read_table, sweep_variable
+from upo.report.plotting import main, method_curves, read_table, sweep_variable
 
 FIGURES = ["frontier_readability", "frontier_safety", "reward_vs_kl", "cost"]
 

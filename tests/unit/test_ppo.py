@@ -10,8 +10,8 @@ import torch
 
 from tests.unit.rlhf_tiny import build_policy, positive_share, write_run
 from upo.config import load_run_config
-from upo.ppo import PPOConfig, forward_response, ppo_config, response_mask, rollout, train_ppo
 from upo.strict import ConfigError, from_dict
+from upo.train.ppo import PPOConfig, forward_response, ppo_config, response_mask, rollout, train_ppo
 
 
 def test_ppo_config_is_strict_and_takes_beta_from_tags(tmp_path):
@@ -96,15 +96,15 @@ def test_ppo_raises_a_toy_reward(tmp_path):
 
 
 def test_cli_end_to_end_with_reward_model_aux_and_lora(tmp_path, monkeypatch):
-    import upo.rewards
+    import upo.rewards.scorers
     from upo.__main__ import main as upo_main
 
     torch.set_num_threads(1)
     rm_config = write_run(tmp_path, "rm", train={"batch_size": 16, "max_steps": 5, "threads": 1})
     assert upo_main(["train-rm", str(rm_config)]) == 0
-    # The aux reward "share" is scored by upo.rewards in real runs; a toy scorer stands in here.
+    # The aux reward "share" is scored by upo.rewards.scorers in real runs; a toy scorer stands in here.
     monkeypatch.setattr(
-        upo.rewards, "score_texts", lambda name, texts, prompts=None: [positive_share(t) for t in texts]
+        upo.rewards.scorers, "score_texts", lambda name, texts, prompts=None: [positive_share(t) for t in texts]
     )
     ppo_yaml = write_run(
         tmp_path,

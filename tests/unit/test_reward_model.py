@@ -9,7 +9,7 @@ import torch
 from tests.unit.rlhf_tiny import build_tokenizer, write_run
 from upo.config import load_run_config
 from upo.io import read_jsonl
-from upo.reward_model import load_reward_model, score, sequence_scores
+from upo.train.reward_model import load_reward_model, score, sequence_scores
 
 
 def test_sequence_scores_pool_by_attention_mask_not_pad_id(tmp_path):
@@ -43,8 +43,8 @@ def test_reward_model_learns_separable_pairs_and_cli(tmp_path):
         tmp_path, "rm", train={"batch_size": 16, "max_steps": 30, "threads": 1}, optim={"lr": 3.0e-3}
     )
     run = load_run_config(config_path)
-    from upo.policy import tokenize_records
-    from upo.reward_model import build_reward_model, evaluate_pairs, pick_device
+    from upo.models.pair_forward import tokenize_records
+    from upo.train.reward_model import build_reward_model, evaluate_pairs, pick_device
 
     model, tokenizer = build_reward_model(run.model.path)
     test_pairs = tokenize_records(read_jsonl(run.data.test), tokenizer, 48, 32)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from upo import rewards
-from upo.rewards import RewardCache, available_rewards, raw_score, score_texts
+from upo.rewards import scorers as rewards
+from upo.rewards.scorers import RewardCache, available_rewards, raw_score, score_texts
 
 SIMPLE = "The cat sat on the mat."
 MEDIUM = "The committee will consider the proposal tomorrow."
@@ -51,16 +51,14 @@ def test_sentiment_vader():
 
 
 def test_brevity_exact():
-    assert score_texts(
-        "brevity", ["", "one two three", " ".join(["w"] * 50), " ".join(["w"] * 150)]
-    ) == (pytest.approx([1.0, 1 / (1 + 3 / 50), 0.5, 0.25]))
+    assert score_texts("brevity", ["", "one two three", " ".join(["w"] * 50), " ".join(["w"] * 150)]) == (
+        pytest.approx([1.0, 1 / (1 + 3 / 50), 0.5, 0.25])
+    )
     assert raw_score("brevity", "one  two\nthree") == 3.0
 
 
 def test_safety_profane_vs_clean():
-    profane, clean = score_texts(
-        "safety", ["you are a fucking idiot, shit", "Have a lovely day at the park."]
-    )
+    profane, clean = score_texts("safety", ["you are a fucking idiot, shit", "Have a lovely day at the park."])
     assert profane < 0.1
     assert clean > 0.8
     assert raw_score("safety", "you are a fucking idiot, shit") == pytest.approx(1 - profane)
@@ -125,9 +123,7 @@ def tiny_classifier(tmp_path_factory):
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny_clf")
-    vocab = {
-        w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "day", "a"])
-    }
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "day", "a"])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(
@@ -166,9 +162,7 @@ def test_classifier_reward(tiny_classifier, request):
     tok = AutoTokenizer.from_pretrained(tiny_classifier)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
     with torch.no_grad():
-        probs = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1)[
-            :, 1
-        ]
+        probs = torch.softmax(model(**tok(texts, padding=True, return_tensors="pt")).logits, -1)[:, 1]
     assert scores == pytest.approx([1 - float(p) for p in probs], abs=1e-6)
     assert raw_score("tiny_safety", texts[0]) == pytest.approx(float(probs[0]), abs=1e-6)
     # registering again with the same model is idempotent; a bad label names the known ones

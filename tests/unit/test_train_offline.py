@@ -10,32 +10,58 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from upo.batching import collate_pairs, tokenize_pair
 from upo.config import RunConfig
-from upo.policy import PairForward, main_ref_logps
+from upo.data.batching import collate_pairs, tokenize_pair
+from upo.models.pair_forward import PairForward, main_ref_logps
 from upo.strict import from_dict
-from upo.train_offline import train
+from upo.train.offline import train
 
 
 def make_cache(tmp_path, model_dir, data) -> Path:
     out = tmp_path / "ref.pt"
-    assert main_ref_logps(["--model", str(model_dir), "--train", str(data["train"]), "--test",
-                           str(data["test"]), "--out", str(out), "--max-length", "64",
-                           "--max-prompt-length", "32"]) == 0
+    assert (
+        main_ref_logps(
+            [
+                "--model",
+                str(model_dir),
+                "--train",
+                str(data["train"]),
+                "--test",
+                str(data["test"]),
+                "--out",
+                str(out),
+                "--max-length",
+                "64",
+                "--max-prompt-length",
+                "32",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def run_config(tmp_path, model_dir, data, cache, name, loss, kwargs, **train) -> RunConfig:
-    return from_dict(RunConfig, {
-        "method": name, "seed": 0, "output_dir": str(tmp_path / name),
-        "model": {"name": "tiny", "path": str(model_dir)},
-        "reference": {"path": str(model_dir), "logps_cache": str(cache)},
-        "data": {"train": str(data["train"]), "test": str(data["test"]), "max_length": 64,
-                 "max_prompt_length": 32, "aux_rewards": {"readability": 1.0}},
-        "loss": {"name": loss, "kwargs": kwargs},
-        "optim": {"lr": 5.0e-3},
-        "train": {"max_steps": 30, "batch_size": 8, "threads": 1, **train},
-    })
+    return from_dict(
+        RunConfig,
+        {
+            "method": name,
+            "seed": 0,
+            "output_dir": str(tmp_path / name),
+            "model": {"name": "tiny", "path": str(model_dir)},
+            "reference": {"path": str(model_dir), "logps_cache": str(cache)},
+            "data": {
+                "train": str(data["train"]),
+                "test": str(data["test"]),
+                "max_length": 64,
+                "max_prompt_length": 32,
+                "aux_rewards": {"readability": 1.0},
+            },
+            "loss": {"name": loss, "kwargs": kwargs},
+            "optim": {"lr": 5.0e-3},
+            "train": {"max_steps": 30, "batch_size": 8, "threads": 1, **train},
+        },
+    )
 
 
 def read_log(run_dir: Path) -> list[dict]:
@@ -44,11 +70,20 @@ def read_log(run_dir: Path) -> list[dict]:
 
 
 def test_concatenated_forward_equals_separate_forwards(tiny_model_dir):
-    from upo.models import load_model, load_tokenizer
+    from upo.models.loading import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(tiny_model_dir), load_model(tiny_model_dir)
-    pairs = [tokenize_pair(tokenizer, [{"role": "user", "content": "the cat" * (i + 1)}], "we love it",
-                           "we hate cold rain and mats" * (i + 1), 64, 32) for i in range(3)]
+    pairs = [
+        tokenize_pair(
+            tokenizer,
+            [{"role": "user", "content": "the cat" * (i + 1)}],
+            "we love it",
+            "we hate cold rain and mats" * (i + 1),
+            64,
+            32,
+        )
+        for i in range(3)
+    ]
     forward = PairForward(model).eval()
     with torch.no_grad():
         together = forward(**collate_pairs(pairs, tokenizer.pad_token_id))["logps"]
@@ -77,12 +112,11 @@ def test_dpo_raises_margin_and_upo_zero_weight_trains_to_dpo_weights(tmp_path, t
 def test_upo_shifts_likelihood_toward_more_readable_response(tmp_path, tiny_model_dir, tiny_data):
     """With a large aux weight the log-ratio moves toward the response with higher readability."""
     from upo.io import read_jsonl
-    from upo.models import load_model, load_tokenizer
-    from upo.policy import compute_pair_logps, tokenize_records
+    from upo.models.loading import load_model, load_tokenizer
+    from upo.models.pair_forward import compute_pair_logps, tokenize_records
 
     cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
-    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, "upo", "upo",
-                     {"beta": 0.1, "aux_weight": 4.0}))
+    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, "upo", "upo", {"beta": 0.1, "aux_weight": 4.0}))
     assert float(read_log(tmp_path / "upo")[-1]["loss"]) < float(read_log(tmp_path / "upo")[0]["loss"])
     records = read_jsonl(tiny_data["train"])
     tokenizer = load_tokenizer(tiny_model_dir)
@@ -90,8 +124,9 @@ def test_upo_shifts_likelihood_toward_more_readable_response(tmp_path, tiny_mode
     before = compute_pair_logps(load_model(tiny_model_dir), pairs, tokenizer.pad_token_id)
     after = compute_pair_logps(load_model(tmp_path / "upo/model"), pairs, tokenizer.pad_token_id)
     # sign +1 where the chosen response is the more readable one
-    sign = torch.tensor([1.0 if r["aux"]["chosen"]["readability"] > r["aux"]["rejected"]["readability"]
-                         else -1.0 for r in records])
+    sign = torch.tensor(
+        [1.0 if r["aux"]["chosen"]["readability"] > r["aux"]["rejected"]["readability"] else -1.0 for r in records]
+    )
     shift = ((after["chosen"] - before["chosen"]) - (after["rejected"] - before["rejected"])) * sign
     assert shift.mean() > 0
 
@@ -110,11 +145,13 @@ def test_other_methods_reduce_their_loss(tmp_path, tiny_model_dir, tiny_data, lo
 def test_resume_gives_the_same_final_weights(tmp_path, tiny_model_dir, tiny_data):
     cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
     kwargs = {"beta": 0.5, "aux_weight": 1.0}
-    full = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "full", "upo", kwargs,
-                      max_steps=8, checkpoint_every=3)
+    full = run_config(
+        tmp_path, tiny_model_dir, tiny_data, cache, "full", "upo", kwargs, max_steps=8, checkpoint_every=3
+    )
     train(full)
-    resumed = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "resumed", "upo", kwargs,
-                         max_steps=8, checkpoint_every=3)
+    resumed = run_config(
+        tmp_path, tiny_model_dir, tiny_data, cache, "resumed", "upo", kwargs, max_steps=8, checkpoint_every=3
+    )
     assert train(resumed, stop_after=4) == {"stopped_at": 4}  # "killed" after step 4; checkpoint at 3
     train(resumed)
     a = load_file(str(tmp_path / "full/model/model.safetensors"))
@@ -127,8 +164,9 @@ def test_checkpoint_holds_an_hf_folder(tmp_path, tiny_model_dir, tiny_data):
     from transformers import AutoModelForCausalLM
 
     cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
-    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "ckpt", "dpo", {"beta": 0.5},
-                     max_steps=4, checkpoint_every=2)
+    cfg = run_config(
+        tmp_path, tiny_model_dir, tiny_data, cache, "ckpt", "dpo", {"beta": 0.5}, max_steps=4, checkpoint_every=2
+    )
     train(cfg, stop_after=3)
     checkpoint = tmp_path / "ckpt" / "checkpoint"
     assert (checkpoint / "trainable.safetensors").exists() and (checkpoint / "optimizer.pt").exists()
@@ -148,7 +186,7 @@ def test_missing_tracker_package_is_named(tmp_path, tiny_model_dir, tiny_data):
 
 
 def test_nonfinite_loss_stops_clearly(tmp_path, tiny_model_dir, tiny_data):
-    from upo.train_offline import NonFiniteLossError
+    from upo.train.offline import NonFiniteLossError
 
     cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
     cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "nan", "dpo", {"beta": float("nan")})

@@ -38,8 +38,12 @@ def test_lint_is_clean():
 
 
 def test_snakefmt_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -47,8 +51,15 @@ def test_snakefmt_is_clean():
 def test_dry_run_builds_the_dag(configfile, tmp_path):
     from upo.sweeps import run_table
 
-    result = snakemake("-n", "--configfile", configfile, "--directory", str(prepare_tree(tmp_path)),
-                       "--snakefile", str(ROOT / "Snakefile"))
+    result = snakemake(
+        "-n",
+        "--configfile",
+        configfile,
+        "--directory",
+        str(prepare_tree(tmp_path)),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+    )
     counts = job_counts(result.stdout)
     config = yaml.safe_load((ROOT / configfile).read_text())
     runs = run_table(config)
@@ -72,8 +83,10 @@ def write_config(tmp_path: Path, edit) -> Path:
     [
         (lambda c: c["eval"].update(judgee="oracle"), "judgee"),
         (lambda c: c["sweeps"][0].update(beta=[-0.1]), "beta"),
-        (lambda c: c["models"].update({"tinyy": c["models"]["pico"]}) or c["sweeps"][0].update(models=["tinyy"]),
-         "tinyy"),
+        (
+            lambda c: c["models"].update({"tinyy": c["models"]["pico"]}) or c["sweeps"][0].update(models=["tinyy"]),
+            "tinyy",
+        ),
         (lambda c: c["models"]["pico"]["preference"].update(lr="1e-5"), "lr"),
         (lambda c: c["datasets"]["default"].update(source="missing/file.jsonl"), "missing/file.jsonl"),
     ],
@@ -109,8 +122,18 @@ def test_quick_workflow_end_to_end_and_idempotent(tmp_path):
     from upo.sweeps import run_table
 
     assert len(rows) == len(run_table(config)) + 1  # + the SFT reference
-    for column in ("method", "model", "beta", "aux_weight", "seed", "win_rate", "win_rate_se", "kl",
-                   "aux_readability", "aux_readability_se"):
+    for column in (
+        "method",
+        "model",
+        "beta",
+        "aux_weight",
+        "seed",
+        "win_rate",
+        "win_rate_se",
+        "kl",
+        "aux_readability",
+        "aux_readability_se",
+    ):
         assert column in rows[0]
     for row in rows:
         assert 0 <= float(row["win_rate"]) <= 100
@@ -118,7 +141,7 @@ def test_quick_workflow_end_to_end_and_idempotent(tmp_path):
     for name in ("frontier_readability", "reward_vs_kl", "cost"):
         for ext in ("png", "pdf"):
             assert (out / f"{name}.{ext}").stat().st_size > 1000
-    from upo.evaluate import validate_metrics
+    from upo.evaluate.evaluation import validate_metrics
 
     for metrics in (work / "results").glob("**/metrics.json"):
         validate_metrics(json.loads(metrics.read_text()))
@@ -150,8 +173,13 @@ def test_killed_workflow_resumes_without_redoing_finished_runs(tmp_path):
     import time
 
     work = prepare_tree(tmp_path)
-    process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "config/quick.yaml"], cwd=work,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", "config/quick.yaml"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 900
     finished: list[Path] = []
     while time.time() < deadline and process.poll() is None:
@@ -180,12 +208,29 @@ def test_quick_workflow_through_slurm(tmp_path):
     # A loopback cluster without slurmdbd: no accounts, squeue for status; status checks after 5 s
     # instead of 40 (toy jobs); no retries so each job is submitted exactly once; keep every job's
     # SLURM log as evidence that slurmd ran it.
-    args = ["--profile", str(ROOT / "profiles/slurm"), "--configfile", "config/quick.yaml",
-            "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-keep-successful-logs",
-            "--slurm-init-seconds-before-status-checks", "5", "--jobs", "4", "--retries", "0",
-            "--latency-wait", "5", "--local-cores", "1"]
-    result = subprocess.run([*SNAKEMAKE, *args], cwd=work, capture_output=True, text=True, timeout=1800,
-                            env=slurm_env())
+    args = [
+        "--profile",
+        str(ROOT / "profiles/slurm"),
+        "--configfile",
+        "config/quick.yaml",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--jobs",
+        "4",
+        "--retries",
+        "0",
+        "--latency-wait",
+        "5",
+        "--local-cores",
+        "1",
+    ]
+    result = subprocess.run(
+        [*SNAKEMAKE, *args], cwd=work, capture_output=True, text=True, timeout=1800, env=slurm_env()
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"snakemake through SLURM failed:\n{log[-6000:]}"
     assert (work / "results/quick/metrics.csv").exists()

@@ -10,9 +10,7 @@ from upo.losses.base import LossInputs, LossOutput, register_loss, require
 
 def preference_logits(inputs: LossInputs, reference_free: bool = False) -> torch.Tensor:
     """z = (log pi(y_w) - log pi(y_l)) - (log pi_ref(y_w) - log pi_ref(y_l)), shape (B,)."""
-    policy_chosen_logps, policy_rejected_logps = require(
-        inputs, "policy_chosen_logps", "policy_rejected_logps"
-    )
+    policy_chosen_logps, policy_rejected_logps = require(inputs, "policy_chosen_logps", "policy_rejected_logps")
     policy_logratios = policy_chosen_logps - policy_rejected_logps
     if reference_free:
         return policy_logratios
@@ -37,9 +35,7 @@ def implicit_reward_metrics(inputs: LossInputs, beta: float) -> dict[str, torch.
 
 def sigmoid_preference_loss(logits: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
     """-(1 - eps) log sigmoid(beta z) - eps log sigmoid(-beta z), (B,) -> (B,)."""
-    return -(1.0 - label_smoothing) * F.logsigmoid(beta * logits) - label_smoothing * F.logsigmoid(
-        -beta * logits
-    )
+    return -(1.0 - label_smoothing) * F.logsigmoid(beta * logits) - label_smoothing * F.logsigmoid(-beta * logits)
 
 
 @register_loss("dpo", needs={"rejected", "reference"})

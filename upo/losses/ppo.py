@@ -1,4 +1,4 @@
-"""The pieces of RLHF-PPO as pure tensor functions (used by ``upo.ppo``).
+"""The pieces of RLHF-PPO as pure tensor functions (used by ``upo.train.ppo``).
 
 They are per-token, not pairwise, so they are plain functions rather than entries of the pairwise
 loss registry. Conventions follow InstructGPT (Ouyang et al. 2022) and Huang et al., "The N

@@ -1,6 +1,6 @@
 """Bradley-Terry reward-model loss: the pairwise logistic loss on scalar reward-model scores.
 
-Used by ``upo.reward_model`` to fit the reward model that RLHF-PPO maximises (InstructGPT, Ouyang et
+Used by ``upo.train.reward_model`` to fit the reward model that RLHF-PPO maximises (InstructGPT, Ouyang et
 al. 2022, Eq. 1). Registered as ``bradley_terry`` with ``needs={"rewards"}``.
 """
 

@@ -5,7 +5,8 @@ import re
 
 from snakemake.utils import validate
 
-from upo import paths, sweeps
+from upo import paths
+from upo import sweeps
 
 validate(config, "../schemas/config.schema.yaml")
 CONFIG = sweeps.deep_copy(config)
@@ -154,7 +155,7 @@ def model_autocast(wildcards):
 
 def base_model_inputs(wildcards):
     """The project tokenizer is an input of the from-scratch sizes only."""
-    from upo.models import get_spec
+    from upo.models.loading import get_spec
 
     if get_spec(wildcards.model).kind == "scratch":
         return ["resources/tokenizer/tokenizer.json"]

@@ -23,7 +23,7 @@ import yaml
 
 from upo.io import read_jsonl, write_jsonl
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PREF_ACC_TASK = "upo_pref_acc"
 
 

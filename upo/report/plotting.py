@@ -1,4 +1,4 @@
-"""Figures from the tidy table (``metrics.csv`` of ``upo.aggregate``); drawing only, no new numbers.
+"""Figures from the tidy table (``metrics.csv`` of ``upo.report.aggregate``); drawing only, no new numbers.
 
 ``python -m upo plot METRICS_CSV --out-dir DIR`` writes, each as PNG and PDF:
 - ``frontier_<aux>``: per (dataset, model) subplot, x = preference win rate (%) against the reference
@@ -25,9 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from upo.aggregate import SFT_METHOD, aux_names, seed_means  # noqa: E402
-from upo.frontier import pareto_front  # noqa: E402
 from upo.io import atomic_path  # noqa: E402
+from upo.report.aggregate import SFT_METHOD, aux_names, seed_means  # noqa: E402
+from upo.report.frontier import pareto_front  # noqa: E402
 
 REQUIRED_COLUMNS = [
     "dataset", "model", "method", "beta", "aux_weight", "seed", "win_rate", "win_rate_se",

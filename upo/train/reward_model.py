@@ -2,14 +2,14 @@
 
 A sequence-classification head (``num_labels=1``) is put on the SFT model (run.yaml ``model.path``)
 and trained on the same preference pairs as DPO/UPO with the ``bradley_terry`` loss, one
-concatenated forward of [chosen; rejected] per batch (``upo.batching``). The score of a sequence is
+concatenated forward of [chosen; rejected] per batch (``upo.data.batching``). The score of a sequence is
 the head's output at its last attention-masked token: we pool by the attention mask rather than by
 ``pad_token_id`` (transformers' default), because many chat tokenizers use EOS as padding and the
 EOS that closes every response would then be mistaken for padding.
 
 ``python -m upo train-rm RUN.yaml`` writes into ``output_dir`` (run.yaml's folder if empty):
 ``model/`` (plain HF folder, LoRA merged), ``train_log.csv``, ``train_summary.json`` and
-``eval.json`` (held-out pairwise accuracy). ``upo.ppo`` loads it with :func:`load_reward_model`
+``eval.json`` (held-out pairwise accuracy). ``upo.train.ppo`` loads it with :func:`load_reward_model`
 and scores samples with :func:`score`.
 """
 
@@ -26,15 +26,15 @@ import torch
 from tqdm import tqdm
 
 import upo.losses.reward  # noqa: F401  (registers bradley_terry)
-from upo.batching import TokenizedPair, collate_pairs, encode_response, format_prompt
 from upo.config import RunConfig, load_run_config
+from upo.data.batching import TokenizedPair, collate_pairs, encode_response, format_prompt
 from upo.io import read_jsonl, write_json
-from upo.logps import pad_right
 from upo.losses.base import LossInputs, get_loss
-from upo.models import merge_and_save
-from upo.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
-from upo.policy import tokenize_records
-from upo.trainlog import MetricsLogger
+from upo.models.loading import merge_and_save
+from upo.models.logps import pad_right
+from upo.models.pair_forward import tokenize_records
+from upo.train.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
+from upo.train.trainlog import MetricsLogger
 
 # ------------------------------------------------------------------------------ shared run helpers
 
@@ -70,7 +70,7 @@ def build_reward_model(sft_path: str | os.PathLike, dtype: str = "float32", trus
 
     tokenizer = AutoTokenizer.from_pretrained(str(sft_path), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
-        raise ValueError(f"{sft_path}: tokenizer has no pad token; prepare the model with upo.models")
+        raise ValueError(f"{sft_path}: tokenizer has no pad token; prepare the model with upo.models.loading")
     model = AutoModelForSequenceClassification.from_pretrained(
         str(sft_path), num_labels=1, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
     )
@@ -133,7 +133,7 @@ def score(
     Args:
         prompts: B chat message lists ending with a user turn.
         responses: B assistant replies (plain text; EOS is appended as in training).
-        max_length, max_prompt_length: the DPO truncation rule of ``upo.batching`` (None: no cut).
+        max_length, max_prompt_length: the DPO truncation rule of ``upo.data.batching`` (None: no cut).
 
     Returns:
         (B,) float32 scores on CPU.

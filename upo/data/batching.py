@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from upo.logps import IGNORE_INDEX, pad_right
+from upo.models.logps import IGNORE_INDEX, pad_right
 
 
 def format_prompt(tokenizer, messages: list[dict]) -> str:
@@ -18,7 +18,7 @@ def format_prompt(tokenizer, messages: list[dict]) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat_template; "
-            "every model in upo.models ships one"
+            "every model in upo.models.loading ships one"
         )
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 

@@ -5,7 +5,7 @@
 - ``DIR/summary.md``: mean ± SE over seeds per sweep point, with the judge and the reference named;
 - ``DIR/frontier.csv``: per (dataset, model, method) and per aux metric, which seed-averaged sweep
   points are non-dominated and the hypervolume in (win_rate/100, aux) units against a stated
-  reference point, with a paired bootstrap CI over seeds and prompts (``upo.frontier``), plus the
+  reference point, with a paired bootstrap CI over seeds and prompts (``upo.report.frontier``), plus the
   same for the union of all methods (``front_group == "all"``).
 Per-prompt scores come from ``scores.jsonl`` beside each ``metrics.json`` (evaluation writes both).
 """
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from upo.frontier import bootstrap_hypervolume, hypervolume_2d, mean_se, pareto_front
 from upo.io import read_jsonl, read_yaml, sha256_text, write_text
+from upo.report.frontier import bootstrap_hypervolume, hypervolume_2d, mean_se, pareto_front
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "metrics.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
 POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]  # one sweep point
 KEY_COLUMNS = [*POINT_COLUMNS, "seed"]  # one run
 SFT_METHOD = "sft"

@@ -5,7 +5,7 @@ testbed"). For every prompt of :func:`upo.prompts.build_prompts`, ``samples`` re
 SmolLM2-135M-Instruct (chat template, pure ancestral sampling: temperature 1, top_p 1, top_k off).
 The gold user preference is VADER's compound sentiment: chosen = the response with the higher compound,
 rejected = the lower one; pairs with equal scores are dropped and counted. Every response also carries
-the scores of every registered auxiliary reward (``upo.rewards``), so the designer objectives are ready.
+the scores of every registered auxiliary reward (``upo.rewards.scorers``), so the designer objectives are ready.
 
 Outputs in ``--out-dir``: ``train.jsonl``, ``test.jsonl`` (record schema, ``source: "default"``),
 ``provenance.json`` (command, seed, model hash, versions, counts, settings, timings, and the measured
@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from upo.batching import format_prompt
+from upo.data.batching import format_prompt
+from upo.data.testbed_prompts import build_prompts
 from upo.io import read_jsonl, sha256_file, write_json, write_jsonl, write_text
-from upo.prompts import build_prompts
 
 DEFAULT_MODEL = "smollm2-135m"
-CACHED_MODEL_DIR = Path(__file__).resolve().parents[1] / "resources" / "models" / DEFAULT_MODEL
+CACHED_MODEL_DIR = Path(__file__).resolve().parents[2] / "resources" / "models" / DEFAULT_MODEL
 VERSIONED_PACKAGES = (
     "torch",
     "transformers",
@@ -148,7 +148,7 @@ def build_records(prompts: list[dict], responses: list[list[str]], reward_names:
     Returns:
         ({"train": [...], "test": [...]}, counts of dropped pairs)
     """
-    from upo.rewards import score_texts
+    from upo.rewards.scorers import score_texts
 
     flat = [(p, text) for p, row in zip(prompts, responses, strict=True) for text in row]
     oracle = vader_compound([text for _, text in flat])
@@ -265,7 +265,7 @@ def _readme(provenance: dict) -> str:
         f"- sampling cost: {provenance['timing']['sampling_wall_s']} s, {provenance['timing']['tokens_per_s']} "
         f"generated tokens/s on a shared 2-core CPU",
         "- gold preference (oracle): VADER compound sentiment; chosen = higher compound",
-        "- `aux`: every registered reward of `upo.rewards`, in [0, 1], higher is better",
+        "- `aux`: every registered reward of `upo.rewards.scorers`, in [0, 1], higher is better",
         "",
         "## Does the data pose the paper's problem?",
         "",
@@ -320,8 +320,8 @@ def generate_default_data(
             match exactly (to redo the scoring/splitting steps without 15 minutes of sampling).
         Other arguments: see ``python -m upo generate-default-data --help``.
     """
-    from upo import models
-    from upo.rewards import available_rewards
+    from upo.models import loading as models
+    from upo.rewards.scorers import available_rewards
 
     prompts = build_prompts(seed, n_prompts)
     settings = {

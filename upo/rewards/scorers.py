@@ -28,7 +28,7 @@ from pathlib import Path
 
 from upo.io import sha256_dir, sha256_text
 from upo.registry import Registry
-from upo.text_stats import flesch_reading_ease, profanity_probability, vader_compound, word_count
+from upo.rewards.text_stats import flesch_reading_ease, profanity_probability, vader_compound, word_count
 
 RawFn = Callable[[list[str], "list[str] | None"], list[float]]
 
@@ -136,8 +136,7 @@ register_reward(
         name="sentiment",
         raw_fn=lambda texts, prompts: [vader_compound(t) for t in texts],
         to_unit=lambda raw: _clip01((raw + 1.0) / 2.0),
-        raw_description="VADER compound c in [-1, 1] (nltk-vader-sentiment 1.x); "
-        "unit score = (c + 1) / 2",
+        raw_description="VADER compound c in [-1, 1] (nltk-vader-sentiment 1.x); unit score = (c + 1) / 2",
         version="vader-compound-v1",
     )
 )
@@ -192,17 +191,14 @@ def make_classifier_reward(
 
                 kwargs = {} if local or revision is None else {"revision": revision}
                 tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    model_name_or_path, **kwargs
-                )
+                model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
                 model.to(device).eval()
                 index = label
                 if isinstance(label, str):
                     label2id = dict(model.config.label2id)
                     if label not in label2id:
                         raise KeyError(
-                            f"{model_name_or_path}: label {label!r} not in config.label2id "
-                            f"(known: {sorted(label2id)})"
+                            f"{model_name_or_path}: label {label!r} not in config.label2id (known: {sorted(label2id)})"
                         )
                     index = label2id[label]
                 if not 0 <= int(index) < model.config.num_labels:
@@ -221,9 +217,7 @@ def make_classifier_reward(
         out: list[float] = []
         for start in range(0, len(texts), batch_size):
             chunk = list(texts[start : start + batch_size])
-            enc = tokenizer(
-                chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
+            enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             with torch.no_grad():
                 logits = model(**enc.to(device)).logits.float()  # (b, num_labels)
             probs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
@@ -252,9 +246,7 @@ def register_reward_from_config(name: str, config: dict, *, replace: bool = Fals
     accepted silently so that configs can be applied twice)."""
     config = dict(config)
     if "factory" not in config:
-        raise KeyError(
-            f"reward {name!r}: config needs a 'factory' key (known: {REWARD_FACTORIES.available()})"
-        )
+        raise KeyError(f"reward {name!r}: config needs a 'factory' key (known: {REWARD_FACTORIES.available()})")
     factory = REWARD_FACTORIES.get(config.pop("factory"))
     spec = factory(name=name, **config)
     if name in REWARDS:
@@ -311,9 +303,7 @@ class RewardCache:
                 for start in range(0, len(missing), 500):
                     chunk = missing[start : start + 500]
                     marks = ",".join("?" * len(chunk))
-                    rows = db.execute(
-                        f"SELECT key, value FROM scores WHERE key IN ({marks})", chunk
-                    )
+                    rows = db.execute(f"SELECT key, value FROM scores WHERE key IN ({marks})", chunk)
                     for k, v in rows:
                         found[k] = float(v)
                         self._memory[k] = float(v)
@@ -324,8 +314,7 @@ class RewardCache:
         if items and self.path is not None:
             with self._connect() as db:
                 db.executemany(
-                    "INSERT OR REPLACE INTO scores (key, reward, version, value) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO scores (key, reward, version, value) VALUES (?, ?, ?, ?)",
                     [(k, spec.name, spec.version, float(v)) for k, v in items.items()],
                 )
 
@@ -355,9 +344,7 @@ def _check_inputs(name: str, texts: Sequence[str], prompts: Sequence[str] | None
 def _raw_scores(spec: RewardSpec, texts: list[str], prompts: list[str] | None) -> list[float]:
     raw = spec.raw_fn(texts, prompts)
     if len(raw) != len(texts):
-        raise RuntimeError(
-            f"reward {spec.name!r} returned {len(raw)} values for {len(texts)} texts"
-        )
+        raise RuntimeError(f"reward {spec.name!r} returned {len(raw)} values for {len(texts)} texts")
     return [float(r) for r in raw]
 
 
@@ -394,18 +381,14 @@ def score_texts(
             todo.setdefault(k, i)
     if todo:
         idx = list(todo.values())
-        raw = _raw_scores(
-            spec, [texts[i] for i in idx], [prompts[i] for i in idx] if prompts else None
-        )
+        raw = _raw_scores(spec, [texts[i] for i in idx], [prompts[i] for i in idx] if prompts else None)
         new = {keys[i]: spec.to_unit(r) for i, r in zip(idx, raw, strict=True)}
         cache.put_many(spec, new)
         found.update(new)
     return [found[k] for k in keys]
 
 
-def raw_scores(
-    name: str, texts: Sequence[str], prompts: Sequence[str] | None = None
-) -> list[float]:
+def raw_scores(name: str, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[float]:
     """Raw (unnormalised) values, e.g. Flesch scores; not cached."""
     spec = REWARDS.get(name)
     texts = list(texts)

@@ -16,7 +16,7 @@ prompter turns...) and are always counted, never raised.
 Sources: a local ``.jsonl`` / ``.jsonl.gz`` / ``.json`` file (read line by line here), or a hub
 dataset id or local dataset folder, read with ``datasets.load_dataset(source, data_dir, split)``.
 ``python -m upo data-report`` prints the report; ``python -m upo prepare-data`` also scores the
-auxiliary rewards (``upo.rewards``) and writes a train/test split by prompt.
+auxiliary rewards (``upo.rewards.scorers``) and writes a train/test split by prompt.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from upo.loaders import (  # noqa: F401  (re-exported: the public data API)
+from upo.data.loaders import (  # noqa: F401  (re-exported: the public data API)
     HH_LABELS,
     HH_MARKER,
     HH_ROLES,
@@ -106,7 +106,7 @@ def _check_common(record: dict, where: str, tokenizer, max_length, max_prompt_le
         return _fail(where, "identical_responses", "chosen == rejected"), False
     if tokenizer is None or max_length is None:
         return None, False
-    from upo.batching import format_prompt, tokenize_pair
+    from upo.data.batching import format_prompt, tokenize_pair
 
     prompt_len = len(tokenizer(format_prompt(tokenizer, record["prompt"]), add_special_tokens=False)["input_ids"])
     if prompt_len >= max_length:
@@ -235,7 +235,7 @@ def split_by_prompt(records: list[dict], test_size: int, seed: int) -> tuple[lis
 def add_aux_scores(records: list[dict], names: list[str], cache=None) -> int:
     """Fill ``record["aux"][side][name]`` for every record, side and reward, in place; scores
     already present are kept. Returns the number of scores computed (the rest were reused)."""
-    from upo.rewards import score_texts
+    from upo.rewards.scorers import score_texts
 
     computed = 0
     for name in names:
@@ -304,7 +304,7 @@ def main_prepare(argv: list[str]) -> int:
     import sys
 
     from upo.io import write_json, write_jsonl
-    from upo.rewards import RewardCache, describe_rewards
+    from upo.rewards.scorers import RewardCache, describe_rewards
 
     parser = argparse.ArgumentParser(prog="python -m upo prepare-data", description=main_prepare.__doc__)
     parser.add_argument("--source", default="", help="local file, dataset folder or hub id")

@@ -19,8 +19,7 @@ from safetensors.torch import load_file, save_file
 from upo.io import atomic_dir
 
 
-def save_checkpoint(directory, forward, optimizer, value_optimizer, scheduler, state: dict,
-                    tokenizer=None) -> None:
+def save_checkpoint(directory, forward, optimizer, value_optimizer, scheduler, state: dict, tokenizer=None) -> None:
     """Write a checkpoint atomically (a temporary folder renamed over the previous checkpoint)."""
     with atomic_dir(directory) as tmp:
         forward.model.save_pretrained(tmp / "model", safe_serialization=True)

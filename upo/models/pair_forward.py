@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from upo.batching import TokenizedPair, collate_pairs, tokenize_pair
+from upo.data.batching import TokenizedPair, collate_pairs, tokenize_pair
 from upo.io import read_jsonl, sha256_dir
-from upo.logps import IGNORE_INDEX, selective_log_softmax
+from upo.models.logps import IGNORE_INDEX, selective_log_softmax
 
 
 class ValueHead(nn.Module):
@@ -116,8 +116,12 @@ def compute_pair_logps(
         rejected.append(out["logps"][half:].float().cpu())
         lengths.append(out["lengths"][:half].float().cpu())
         states.append(out["prompt_states"][:half].float().cpu())
-    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected), "chosen_lengths": torch.cat(lengths),
-            "prompt_states": torch.cat(states)}
+    return {
+        "chosen": torch.cat(chosen),
+        "rejected": torch.cat(rejected),
+        "chosen_lengths": torch.cat(lengths),
+        "prompt_states": torch.cat(states),
+    }
 
 
 def _autocast(enabled: bool):
@@ -139,7 +143,7 @@ def cache_settings(model_path: str, max_length: int, max_prompt_length: int, aut
 
 def main_ref_logps(argv: list[str]) -> int:
     """``python -m upo ref-logps``: cache reference log-probs of the train and test pairs."""
-    from upo.models import load_model, load_tokenizer
+    from upo.models.loading import load_model, load_tokenizer
 
     parser = argparse.ArgumentParser(prog="python -m upo ref-logps", description=main_ref_logps.__doc__)
     parser.add_argument("--model", required=True, help="reference model folder (the SFT model)")
@@ -173,8 +177,10 @@ def main_ref_logps(argv: list[str]) -> int:
 
     with atomic_path(args.out) as tmp:
         torch.save(cache, tmp)
-    print(f"cached reference log-probs of {len(cache['train']['ids'])} train and "
-          f"{len(cache['test']['ids'])} test pairs to {args.out}")
+    print(
+        f"cached reference log-probs of {len(cache['train']['ids'])} train and "
+        f"{len(cache['test']['ids'])} test pairs to {args.out}"
+    )
     return 0
 
 

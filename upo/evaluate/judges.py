@@ -9,7 +9,7 @@ as text in AlpacaEval's encoding (1 = output_1 wins, 2 = output_2 wins, 1.5 = ti
 AlpacaEval's random order switching and tie handling (identical outputs -> 1.5) still apply.
 
 Judges (registry ``JUDGES``):
-    ``oracle``     a gold scoring function from ``upo.rewards`` (default VADER ``sentiment``, the
+    ``oracle``     a gold scoring function from ``upo.rewards.scorers`` (default VADER ``sentiment``, the
                    default testbed's user preference); hard or soft (sigmoid of the score gap / T).
     ``local-llm``  a local causal LM asked which response is better; P("a") vs P("b") as the next
                    token, averaged over both presentation orders to cancel position bias.
@@ -34,7 +34,7 @@ from upo.io import sha256_dir, sha256_file, sha256_text
 from upo.registry import Registry
 
 if TYPE_CHECKING:
-    from upo.evaluate import EvalConfig
+    from upo.evaluate.evaluation import EvalConfig
 
 # Prompt template given to AlpacaEval for our in-process judges. It is a transport format, not a
 # judging prompt: the callable splits it back into its three fields.
@@ -162,7 +162,7 @@ def judge_identity(eval_config: EvalConfig) -> dict:
 
 # ----------------------------------------------------------------------------------- oracle judge
 def _oracle_check(cfg: EvalConfig) -> None:
-    from upo import rewards
+    from upo.rewards import scorers as rewards
 
     if cfg.oracle_reward not in rewards.available_rewards():
         raise JudgeUnavailable(
@@ -203,7 +203,7 @@ def oracle_scorer(score_texts: Callable[[list[str], list[str]], list[float]], te
 
 
 def _oracle_scorer(cfg: EvalConfig) -> PairScorer:
-    from upo import rewards
+    from upo.rewards import scorers as rewards
 
     return oracle_scorer(
         lambda texts, prompts: rewards.score_texts(cfg.oracle_reward, texts, prompts=prompts),
@@ -306,7 +306,7 @@ def _local_identity(cfg: EvalConfig) -> dict:
 
 
 def _local_scorer(cfg: EvalConfig) -> PairScorer:
-    from upo.generation import load_model_and_tokenizer
+    from upo.evaluate.generation import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(cfg.judge_model)
     model.eval()

@@ -30,15 +30,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from upo.auxiliary import AuxNormaliser
-from upo.batching import format_prompt
 from upo.config import RunConfig, load_run_config
+from upo.data.batching import format_prompt
 from upo.io import atomic_path, read_jsonl, write_json
-from upo.logps import selective_log_softmax
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
-from upo.models import merge_and_save
-from upo.optim import build_optimizer, peak_memory_mb, set_seed
-from upo.reward_model import (
+from upo.models.loading import merge_and_save
+from upo.models.logps import selective_log_softmax
+from upo.rewards.normalise import AuxNormaliser
+from upo.strict import ConfigError, from_dict
+from upo.train.optim import build_optimizer, peak_memory_mb, set_seed
+from upo.train.reward_model import (
     autocast,
     load_reward_model,
     pick_device,
@@ -46,8 +47,7 @@ from upo.reward_model import (
     score,
     torch_dtype,
 )
-from upo.strict import ConfigError, from_dict
-from upo.trainlog import MetricsLogger
+from upo.train.trainlog import MetricsLogger
 
 # (prompts as chat messages, response texts) -> (B,) sequence rewards; replaces RM + aux (tests, toys)
 RewardFn = Callable[[list[list[dict]], list[str]], "torch.Tensor | list[float]"]
@@ -171,7 +171,7 @@ class SampleReward:
             )
             total = total + self.rm_weight * parts["rm"]
         if self.normaliser is not None:
-            from upo.rewards import score_texts  # imported here: loads scorers only for aux runs
+            from upo.rewards.scorers import score_texts  # imported here: loads scorers only for aux runs
 
             aux = torch.zeros(len(texts))
             for name, weight in self.normaliser.weights.items():

@@ -1,6 +1,6 @@
 """Raw text measurements behind the auxiliary rewards (pure, offline, English).
 
-``upo.rewards`` maps these raw values onto [0, 1]; keep this module free of caching and
+``upo.rewards.scorers`` maps these raw values onto [0, 1]; keep this module free of caching and
 normalisation so the raw numbers stay easy to check by hand.
 """
 
@@ -32,8 +32,7 @@ def ensure_textstat_offline() -> None:
     module = importlib.import_module("textstat.backend.counts._count_syllables")
     if not hasattr(module, "get_cmudict"):
         raise RuntimeError(
-            "textstat's syllable counter no longer has get_cmudict; "
-            "update upo.text_stats' offline patch"
+            "textstat's syllable counter no longer has get_cmudict; update upo.rewards.text_stats' offline patch"
         )
     english = cmudict.dict()
 

@@ -3,7 +3,7 @@
 ``python -m upo generate RUN_DIR`` reads ``RUN_DIR/run.yaml`` (``data.test`` and the ``eval``
 section), loads ``RUN_DIR/model`` and writes ``RUN_DIR/generations.jsonl`` in AlpacaEval's
 model-outputs format (``instruction``, ``output``, ``generator``) plus our own fields (``id``,
-``prompt``, ``reference``, ``token_ids``). ``upo.evaluate`` judges, scores and measures KL on it.
+``prompt``, ``reference``, ``token_ids``). ``upo.evaluate.evaluation`` judges, scores and measures KL on it.
 
 Every run uses the same evaluation seed (``eval.seed``) and the same first ``max_prompts`` test
 prompts in file order, so runs are paired prompt by prompt.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from upo.batching import format_prompt
+from upo.data.batching import format_prompt
 from upo.io import read_jsonl, write_jsonl
 
 
@@ -185,8 +185,8 @@ def eval_records(run_config, eval_config) -> list[dict]:
 def generate_run(run_dir: str | Path) -> Path:
     """Sample the run's model on its test prompts and write ``RUN_DIR/generations.jsonl``."""
     from upo.config import load_run_config
-    from upo.evaluate import load_eval_config
-    from upo.judges import check_judge_available
+    from upo.evaluate.evaluation import load_eval_config
+    from upo.evaluate.judges import check_judge_available
 
     run_dir = Path(run_dir)
     run_config = load_run_config(run_dir / "run.yaml")

@@ -19,14 +19,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from upo.auxiliary import AuxNormaliser
-from upo.batching import collate_pairs
-from upo.checkpoint import load_checkpoint, save_checkpoint
 from upo.config import RunConfig, load_run_config, save_run_config
+from upo.data.batching import collate_pairs
 from upo.io import read_jsonl, write_json
 from upo.losses import LossInputs, get_loss
-from upo.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
-from upo.policy import (
+from upo.models.pair_forward import (
     PairForward,
     ValueHead,
     _autocast,
@@ -35,8 +32,11 @@ from upo.policy import (
     load_reference_cache,
     tokenize_records,
 )
+from upo.rewards.normalise import AuxNormaliser
 from upo.strict import ConfigError, from_dict, to_dict
-from upo.trainlog import MetricsLogger
+from upo.train.checkpoint import load_checkpoint, save_checkpoint
+from upo.train.optim import build_optimizer, lr_lambda, peak_memory_mb, set_seed
+from upo.train.trainlog import MetricsLogger
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,8 +62,9 @@ def batch_order(num_pairs: int, batch_size: int, seed: int, epoch: int) -> list[
     return [order[i : i + batch_size] for i in range(0, num_pairs - batch_size + 1, batch_size)]
 
 
-def warm_start_value_head(head: ValueHead, states: torch.Tensor, targets: torch.Tensor, tau: float,
-                          steps: int = 50) -> None:
+def warm_start_value_head(
+    head: ValueHead, states: torch.Tensor, targets: torch.Tensor, tau: float, steps: int = 50
+) -> None:
     """A few dozen full-batch expectile steps on the reference model's prompt states (note, step 2)."""
     from upo.losses.upo import expectile_loss
 
@@ -82,7 +83,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     """
     from accelerate import Accelerator
 
-    from upo.models import load_model, load_tokenizer, merge_and_save
+    from upo.models.loading import load_model, load_tokenizer, merge_and_save
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -115,8 +116,12 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     tensors: dict[str, torch.Tensor] = {}
     cache = None
     if needs & {"reference", "value"}:
-        settings = cache_settings(cfg.reference.path or cfg.model.path, cfg.data.max_length,
-                                  cfg.data.max_prompt_length, cfg.model.autocast_bf16)
+        settings = cache_settings(
+            cfg.reference.path or cfg.model.path,
+            cfg.data.max_length,
+            cfg.data.max_prompt_length,
+            cfg.model.autocast_bf16,
+        )
         cache = load_reference_cache(cfg.reference.logps_cache, settings)
         position = {rid: i for i, rid in enumerate(cache["train"]["ids"])}
         missing = [r["id"] for r in records if r["id"] not in position]
@@ -141,9 +146,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
 
     forward = PairForward(model, value_head)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
-    value_optimizer = (
-        torch.optim.AdamW(value_head.parameters(), lr=cfg.optim.value_lr) if value_head else None
-    )
+    value_optimizer = torch.optim.AdamW(value_head.parameters(), lr=cfg.optim.value_lr) if value_head else None
     steps_per_epoch = len(records) // cfg.train.batch_size
     total_steps = cfg.train.max_steps if cfg.train.max_steps is not None else cfg.train.epochs * steps_per_epoch
     schedule = lr_lambda(cfg.optim.warmup_steps, total_steps, cfg.optim.schedule)
@@ -153,14 +156,14 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     start_step, wall_before, tokens_seen = 0, 0.0, 0
     checkpoint_dir = out_dir / "checkpoint"
     if (checkpoint_dir / "state.json").exists():
-        state = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(forward), optimizer,
-                                value_optimizer, scheduler)
+        state = load_checkpoint(
+            checkpoint_dir, accelerator.unwrap_model(forward), optimizer, value_optimizer, scheduler
+        )
         start_step, wall_before, tokens_seen = state["step"], state["wall_s"], state["tokens"]
         accelerator.print(f"resumed from {checkpoint_dir} at step {start_step}")
     if accelerator.is_main_process and not (out_dir / "run.yaml").exists():
         save_run_config(cfg, out_dir / "run.yaml")  # the resolved config beside every output
-    logger = MetricsLogger(out_dir / "train_log.csv", keep_until_step=start_step,
-                           enabled=accelerator.is_main_process)
+    logger = MetricsLogger(out_dir / "train_log.csv", keep_until_step=start_step, enabled=accelerator.is_main_process)
     if cfg.train.log_to != ["csv"]:
         accelerator.init_trackers("upo", config=to_dict(cfg))
 
@@ -170,8 +173,13 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     if cfg.train.eval_pairs and cfg.data.test and accelerator.is_main_process:
         heldout = heldout_set(cfg, tokenizer, cache if "reference" in needs else None)
     started = time.time()
-    progress = tqdm(range(start_step, total_steps), desc=f"train {cfg.method}", initial=start_step,
-                    total=total_steps, disable=not accelerator.is_main_process)
+    progress = tqdm(
+        range(start_step, total_steps),
+        desc=f"train {cfg.method}",
+        initial=start_step,
+        total=total_steps,
+        disable=not accelerator.is_main_process,
+    )
     for step in progress:
         epoch, position_in_epoch = divmod(step, steps_per_epoch)
         global_batch = batch_order(len(records), cfg.train.batch_size, cfg.seed, epoch)[position_in_epoch]
@@ -213,16 +221,29 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         reduced = accelerator.reduce(
             torch.tensor([step_loss.item(), *step_metrics.values()], device=accelerator.device), "mean"
         ).tolist()
-        row = {"step": step + 1, "epoch": epoch, "loss": reduced[0], "lr": scheduler.get_last_lr()[0],
-               "grad_norm": float(grad_norm), "tokens": tokens_seen,
-               "wall_s": wall_before + time.time() - started}
+        row = {
+            "step": step + 1,
+            "epoch": epoch,
+            "loss": reduced[0],
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "tokens": tokens_seen,
+            "wall_s": wall_before + time.time() - started,
+        }
         row.update({f"train/{k}": v for k, v in zip(step_metrics, reduced[1:], strict=True)})
         progress.set_postfix(loss=f"{row['loss']:.4f}")
         done = step + 1
         periodic = cfg.train.eval_every and done % cfg.train.eval_every == 0
         if heldout is not None and (done == total_steps or periodic):
-            row.update(heldout_metrics(accelerator.unwrap_model(forward), heldout, tokenizer.pad_token_id,
-                                       float(cfg.loss.kwargs.get("beta", 0.1)), cfg.model.autocast_bf16))
+            row.update(
+                heldout_metrics(
+                    accelerator.unwrap_model(forward),
+                    heldout,
+                    tokenizer.pad_token_id,
+                    float(cfg.loss.kwargs.get("beta", 0.1)),
+                    cfg.model.autocast_bf16,
+                )
+            )
             accelerator.print(" ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("eval/")))
         logger.log(row)
         if cfg.train.log_to != ["csv"]:
@@ -230,9 +251,15 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total_steps:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, accelerator.unwrap_model(forward), optimizer, value_optimizer,
-                                scheduler, {"step": done, "wall_s": row["wall_s"], "tokens": tokens_seen},
-                                tokenizer)
+                save_checkpoint(
+                    checkpoint_dir,
+                    accelerator.unwrap_model(forward),
+                    optimizer,
+                    value_optimizer,
+                    scheduler,
+                    {"step": done, "wall_s": row["wall_s"], "tokens": tokens_seen},
+                    tokenizer,
+                )
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
 
@@ -283,8 +310,10 @@ def heldout_set(cfg: RunConfig, tokenizer, cache: dict | None) -> dict:
         position = {rid: i for i, rid in enumerate(cache["test"]["ids"])}
         records = [r for r in records if r["id"] in position][: cfg.train.eval_pairs]
         index = torch.tensor([position[r["id"]] for r in records], dtype=torch.long)
-        heldout = {"reference_chosen": cache["test"]["chosen"][index],
-                   "reference_rejected": cache["test"]["rejected"][index]}
+        heldout = {
+            "reference_chosen": cache["test"]["chosen"][index],
+            "reference_rejected": cache["test"]["rejected"][index],
+        }
     else:
         records, heldout = records[: cfg.train.eval_pairs], {}
     heldout["pairs"] = tokenize_records(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
