@@ -62,6 +62,11 @@ GOLDEN_CASES = {
         ({"beta": 0.5, "aux_weight": 1.0, "normalise_weights": True}, {}, 0.47407698418010663 + 0.5),
         ({"beta": 0.5, "aux_weight": 1.0, "eta": 0.25}, {}, 0.47407698418010663 + 5.004578909722183),
     ],
+    "dpo_nll": [
+        # DPO 0.474077 + 2 * NLL, NLL = -(-1/2 + -2/4) / 2 = 0.5 (token means of both responses)
+        ({"beta": 0.5, "aux_weight": 2.0}, {}, 0.47407698418010663 + 1.0),
+        ({"beta": 0.5, "aux_weight": 1.0, "token_mean": False}, {}, 0.47407698418010663 + 1.5),  # sums
+    ],
     "relabel_dpo": [
         # s_w = 0.5 + (-1) < s_l = -0.5 + 1: flipped, loss = log(1 + e^0.5)
         ({"beta": 0.5}, FLIP, 0.9740769841801068),

@@ -11,7 +11,7 @@ One name per concept across the codebase:
 =================  ==========================================================================
 """
 
-from upo.losses import dpo, ppo, relabel, reward, sft  # noqa: F401  (registration)
+from upo.losses import dpo, dpo_nll, ppo, relabel, reward, sft  # noqa: F401  (registration)
 from upo.losses import upo as upo_objective  # noqa: F401
 from upo.losses.base import LOSSES, LossInputs, LossOutput, LossSpec, get_loss, register_loss
 
