@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -131,7 +132,8 @@ def test_eval_config_strict():
 
 def test_mean_se():
     assert mean_se([1.0, 3.0]) == (2.0, pytest.approx(1.0))
-    assert mean_se([5.0]) == (5.0, 0.0)
+    mean, se = mean_se([5.0])
+    assert mean == 5.0 and math.isnan(se)  # one value: SE undefined, not 0
 
 
 def test_sft_samples_reference(tmp_path, tiny_model_dir, tiny_data):

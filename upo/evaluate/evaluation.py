@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -27,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, write_jsonl
+from upo.report.stats import mean_se  # the project's one mean ± SE (n = 1: SE NaN)
 from upo.strict import ConfigError, from_dict, to_dict
 
 SCHEMA_VERSION = 1
@@ -88,18 +88,6 @@ def load_eval_config(run_config, where: str | Path = "run.yaml") -> EvalConfig:
         return from_dict(EvalConfig, run_config.eval, where="eval")
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error (sample std / sqrt(n); 0 for n < 2)."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("mean of an empty list")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 @torch.no_grad()

@@ -1,13 +1,19 @@
-"""Collect per-run ``metrics.json`` files into the tidy table, the summary and the frontier table.
+"""Collect per-run ``metrics.json`` files into the tidy table, the claims, the frontier and the summary.
 
-``python -m upo aggregate METRICS_JSON... --out-dir DIR [--reference-point X Y]`` writes
-- ``DIR/metrics.csv``: one row per (run, seed); ``win_rate`` in percent, aux metrics in [0, 1];
-- ``DIR/summary.md``: mean ± SE over seeds per sweep point, with the judge and the reference named;
-- ``DIR/frontier.csv``: per (dataset, model, method) and per aux metric, which seed-averaged sweep
-  points are non-dominated and the hypervolume in (win_rate/100, aux) units against a stated
-  reference point, with a paired bootstrap CI over seeds and prompts (``upo.report.frontier``), plus the
-  same for the union of all methods (``front_group == "all"``).
-Per-prompt scores come from ``scores.jsonl`` beside each ``metrics.json`` (evaluation writes both).
+``python -m upo aggregate METRICS_JSON... --out-dir DIR [--reference-point sft | X Y]`` writes
+- ``DIR/metrics.csv``: one row per (run, seed); ``win_rate`` in percent, aux metrics in [0, 1], and the
+  training budget (examples, optimizer updates, tokens, wall time) read beside each run;
+- ``DIR/claims.csv``: each point of the tested methods (``--claims-methods``, UPO by default) against
+  each comparator's curve at matched KL, with paired cluster-bootstrap CIs, verdicts and Holm's
+  adjustment (``upo.report.comparisons``);
+- ``DIR/frontier.csv``: per (dataset, model, method | ``all``) and aux metric, which seed-averaged sweep
+  points are non-dominated, the number of points and the group's hypervolume with its CI;
+- ``DIR/hypervolume.csv``: per group the hypervolume from the reference point (default: the SFT
+  model's point) with its CI, and the paired CI of each tested-minus-comparator difference;
+- ``DIR/summary.md``: the tables in words (``upo.report.summary``).
+Per-prompt scores come from ``scores.jsonl`` beside each ``metrics.json`` (evaluation writes both); prompt
+clusters (the testbed's topics) from the ``cluster`` field of the test file named in the ``run.yaml``
+beside it (a record without one is its own cluster).
 """
 
 from __future__ import annotations
@@ -23,13 +29,12 @@ import numpy as np
 import pandas as pd
 
 from upo.io import read_jsonl, read_yaml, sha256_text, write_text
-from upo.report.frontier import bootstrap_hypervolume, hypervolume_2d, mean_se, pareto_front
+from upo.report.stats import mean_se
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
 POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]  # one sweep point
 KEY_COLUMNS = [*POINT_COLUMNS, "seed"]  # one run
 SFT_METHOD = "sft"
-ALL_METHODS = "all"
 
 
 class AggregateError(ValueError):
@@ -196,227 +201,163 @@ def load_scores(metrics_path: str | Path) -> dict[str, dict]:
     return scores
 
 
-def _score_matrix(table: pd.DataFrame, scores: dict[str, dict], ids: list[str], column: str) -> np.ndarray:
-    """(S, P) per-seed, per-prompt values of ``column`` ('win_rate' -> preference, 'aux_x' -> aux x)."""
-    rows = []
-    for source in table["source"]:
-        run_scores = scores[source]
-        if column == "win_rate":
-            rows.append([float(run_scores[i]["preference"]) for i in ids])
-        else:
-            name = column[4:]
-            try:
-                rows.append([float(run_scores[i]["aux"][name]) for i in ids])
-            except KeyError:
-                raise AggregateError(f"{source}: scores.jsonl lacks aux {name!r} for some prompt") from None
-    return np.array(rows)
+def load_clusters(metrics_path: str | Path, cache: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """``{prompt id: cluster}`` of a run's test prompts: the ``cluster`` field of each record of the test
+    file named by ``data.test`` in the run.yaml beside ``metrics_path``; a record without one is its
+    own cluster (datasets without topics). ``cache`` shares the read between runs of one test file."""
+    run_yaml = Path(metrics_path).parent / "run.yaml"
+    if not run_yaml.is_file():
+        raise AggregateError(
+            f"{run_yaml}: missing (its data.test names the prompts' clusters; or --no-prompt-bootstrap)"
+        )
+    test = str((read_yaml(run_yaml).get("data") or {}).get("test") or "")
+    if not test:
+        raise AggregateError(f"{run_yaml}: data.test is empty (needed for the prompts' clusters)")
+    if cache is not None and test in cache:
+        return cache[test]
+    if not Path(test).is_file():
+        raise AggregateError(f"{run_yaml}: data.test {test} not found (run from the repository root)")
+    clusters: dict[str, str] = {}
+    for line, record in enumerate(read_jsonl(test), start=1):
+        cluster = record.get("cluster", record.get("id"))
+        if not isinstance(cluster, str) or not cluster:
+            raise AggregateError(f"{test}:{line}: 'cluster' (or 'id') must be a non-empty string")
+        clusters[str(record.get("id"))] = cluster
+    if cache is not None:
+        cache[test] = clusters
+    return clusters
 
 
-def _check_scores(table: pd.DataFrame, scores: dict[str, dict], aux: list[str]) -> list[str]:
-    """Same prompt ids in every run (paired), and per-prompt means equal to the metrics.json means."""
-    first_source, ids = table["source"].iloc[0], sorted(scores[table["source"].iloc[0]])
+def check_scores(table: pd.DataFrame, scores: dict[str, dict], clusters: dict[str, dict] | None) -> None:
+    """Every run's per-prompt means equal its metrics.json means (win rate, aux, KL), and every scored
+    prompt has a cluster; a mismatch names the file."""
+    aux = aux_names(table)
     for _, run in table.iterrows():
-        if sorted(scores[run["source"]]) != ids:
-            raise AggregateError(f"runs are not paired: prompt ids of {first_source} and {run['source']} differ")
-    for column in ["win_rate", *(f"aux_{a}" for a in aux)]:
-        matrix = _score_matrix(table, scores, ids, column)
-        expected = table[column].to_numpy(dtype=float) / (100.0 if column == "win_rate" else 1.0)
-        bad = np.flatnonzero(np.abs(matrix.mean(axis=1) - expected) > 1e-3)
-        if bad.size:
-            source = table["source"].iloc[bad[0]]
-            raise AggregateError(
-                f"{source}: {column} is {expected[bad[0]]:.4f} but scores.jsonl averages "
-                f"{matrix.mean(axis=1)[bad[0]]:.4f} (win rate in [0, 1] units)"
-            )
-    return ids
+        source, rows = run["source"], list(scores[run["source"]].values())
+        checks = [("win_rate", [r["preference"] for r in rows], run["win_rate"] / 100.0)]
+        for name in aux:
+            values = [r.get("aux", {}).get(name) for r in rows]
+            if any(v is None for v in values):
+                raise AggregateError(f"{source}: scores.jsonl lacks aux {name!r} for some prompt")
+            checks.append((f"aux_{name}", values, run[f"aux_{name}"]))
+        if not math.isnan(run["kl"]) and all(r.get("kl") is not None for r in rows):
+            checks.append(("kl", [r["kl"] for r in rows], run["kl"]))
+        for column, values, expected in checks:
+            mean = float(np.mean(np.asarray(values, dtype=float)))
+            if abs(mean - expected) > 1e-3 * max(1.0, abs(expected)):
+                raise AggregateError(
+                    f"{source}: {column} is {expected:.4f} but scores.jsonl averages {mean:.4f} (win rate in [0, 1])"
+                )
+        if clusters is not None:
+            lost = sorted(set(scores[source]) - set(clusters[source]))
+            if lost:
+                raise AggregateError(f"{source}: prompt {lost[0]!r} is not in the test file named by its run.yaml")
 
 
-def frontier_table(
-    table: pd.DataFrame,
-    scores: dict[str, dict] | None,
-    reference_point: tuple[float, float] = (0.0, 0.0),
-    n_boot: int = 1000,
-    bootstrap_seed: int = 0,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Non-dominated sweep points and hypervolume (with bootstrap CI) per group and aux metric.
+def _count(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
 
-    Args:
-        table: tidy table from ``build_table`` (needs its ``source`` column to find the scores).
-        scores: ``{source: load_scores(source)}``, or None to resample seeds only (seed-level values).
-        reference_point: (win_rate/100, aux) reference of the hypervolume.
-        n_boot, bootstrap_seed, level: bootstrap settings (fixed seed: reproducible tables).
 
-    Returns:
-        One row per (dataset, model, front_group, aux_name, sweep point); group-level columns repeat.
+def run_budget(metrics_path: str | Path) -> dict[str, Any]:
+    """Training budget of one run from its ``train_summary.json`` and ``run.yaml`` (what exists).
+
+    ``train_examples``: preference pairs (offline: steps x train.batch_size) or episodes (PPO: steps x
+    ppo.rollouts_per_step) processed, unless the summary records ``pairs``/``episodes`` itself;
+    ``optimizer_updates``: the summary's ``optimizer_updates``, else steps (offline) or steps x ppo_epochs
+    x ceil(rollouts_per_step / mini_batch_size) (PPO). NaN (and an empty ``example_unit``) where the
+    run has no train_summary.json (e.g. an SFT model not trained here).
     """
-    aux = aux_names(table)
-    means = seed_means(table, ["win_rate", *(f"aux_{a}" for a in aux)])
-    out = []
-    for (dataset, model), cell in table.groupby(["dataset", "model"], sort=True):
-        ids = _check_scores(cell, scores, aux) if scores is not None else None
-        cell_means = means[(means["dataset"] == dataset) & (means["model"] == model)]
-        groups = [(m, cell_means[cell_means["method"] == m]) for m in sorted(cell_means["method"].unique())]
-        groups.append((ALL_METHODS, cell_means))
-        for group_name, points in groups:
-            for name in aux:
-                column = f"aux_{name}"
-                pts = points[points[column].notna()]
-                if pts.empty:
-                    continue
-                xy = np.column_stack([pts["win_rate"] / 100.0, pts[column]])
-                xs, ys = [], []
-                for _, point in pts.iterrows():
-                    runs = cell[
-                        (cell["method"] == point["method"])
-                        & _same(cell["beta"], point["beta"])
-                        & _same(cell["aux_weight"], point["aux_weight"])
-                    ]
-                    if ids is None:  # seed-level values as (S, 1) arrays
-                        xs.append(runs[["win_rate"]].to_numpy(dtype=float) / 100.0)
-                        ys.append(runs[[column]].to_numpy(dtype=float))
-                    else:
-                        xs.append(_score_matrix(runs, scores, ids, "win_rate"))
-                        ys.append(_score_matrix(runs, scores, ids, column))
-                ci = bootstrap_hypervolume(xs, ys, reference_point, n_boot, bootstrap_seed, level)
-                on_front = pareto_front(xy)
-                for (_, point), front in zip(pts.iterrows(), on_front, strict=True):
-                    out.append(
-                        {
-                            "dataset": dataset,
-                            "model": model,
-                            "front_group": group_name,
-                            "aux_name": name,
-                            "method": point["method"],
-                            "beta": point["beta"],
-                            "aux_weight": point["aux_weight"],
-                            "n_seeds": point["n_seeds"],
-                            "win_rate": point["win_rate"],
-                            "aux": point[column],
-                            "on_front": bool(front),
-                            "hypervolume": hypervolume_2d(xy, reference_point),
-                            "hv_ci_low": ci.low,
-                            "hv_ci_high": ci.high,
-                            "hv_ci_level": level,
-                            "hv_ref_win_frac": reference_point[0],
-                            "hv_ref_aux": reference_point[1],
-                            "n_boot": n_boot,
-                            "bootstrap_seed": bootstrap_seed,
-                            "ci_resampling": "seeds" if ids is None else "seeds+prompts",
-                            "n_prompts": 1 if ids is None else len(ids),
-                        }
-                    )
-    return pd.DataFrame(out)
+    run_dir = Path(metrics_path).parent
+    summary_path, run_yaml = run_dir / "train_summary.json", run_dir / "run.yaml"
+    if not summary_path.is_file():
+        return {"example_unit": "", "train_examples": float("nan"), "optimizer_updates": float("nan")}
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    config = read_yaml(run_yaml) if run_yaml.is_file() else {}
+    steps = _count(summary.get("steps"))
+    ppo = config.get("ppo")
+    if isinstance(ppo, dict):
+        rollouts, mini_batch = _count(ppo.get("rollouts_per_step")), _count(ppo.get("mini_batch_size"))
+        per_step = _count(ppo.get("ppo_epochs")) * (
+            math.ceil(rollouts / mini_batch) if math.isfinite(rollouts / mini_batch) else float("nan")
+        )
+        return {
+            "example_unit": "episodes",
+            "train_examples": _count(summary.get("episodes", steps * rollouts)),
+            "optimizer_updates": _count(summary.get("optimizer_updates", steps * per_step)),
+        }
+    batch = _count((config.get("train") or {}).get("batch_size"))
+    return {
+        "example_unit": "examples" if config.get("method") == SFT_METHOD else "pairs",
+        "train_examples": _count(summary.get("pairs", steps * batch)),
+        "optimizer_updates": _count(summary.get("optimizer_updates", steps)),
+    }
 
 
-def _same(series: pd.Series, value: float) -> pd.Series:
-    """Equality that treats NaN == NaN (beta/aux_weight are NaN for methods without them)."""
-    return series.isna() if isinstance(value, float) and math.isnan(value) else series == value
+def add_budget(table: pd.DataFrame) -> pd.DataFrame:
+    """The tidy table with the budget columns of ``run_budget`` (read beside each row's source)."""
+    budget = pd.DataFrame([run_budget(source) for source in table["source"]], index=table.index)
+    at = list(table.columns).index("train_wall_s")
+    columns = list(table.columns[:at]) + list(budget.columns) + list(table.columns[at:])
+    return pd.concat([table, budget], axis=1)[columns]
 
 
-def _fmt_g(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:g}"
-
-
-def _fmt(mean: float, se: float, digits: int, marker: str = "") -> str:
-    if math.isnan(mean):
-        return "–"
-    if math.isnan(se):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {se:.{digits}f}{marker}"
-
-
-def summary_markdown(table: pd.DataFrame, frontier: pd.DataFrame) -> str:
-    """Markdown summary: mean ± SE over seeds per sweep point, then hypervolumes with CIs."""
-    aux = aux_names(table)
-    columns = ["win_rate", "kl", *(f"aux_{a}" for a in aux), "length_tokens", "train_wall_s"]
-    means = seed_means(table, columns)
-    # the SFT reference first, then methods alphabetically (seed_means sorts by the point columns)
-    means = means.sort_values(["dataset", "model"], kind="stable")
-    means = pd.concat([means[means["method"] == SFT_METHOD], means[means["method"] != SFT_METHOD]])
-    judge = f"`{table['judge_name'].iloc[0]}` (identity hash `{table['judge'].iloc[0]}`)"
-    lines = [
-        "# Summary",
-        "",
-        "Generated by `python -m upo aggregate` from the tidy table `metrics.csv`; do not edit.",
-        "",
-        f"Judge: {judge}; win rate (%) of each run's samples against the reference "
-        f"`{table['win_reference'].iloc[0]}` (50 = tie). Aux metrics in [0, 1], higher is better.",
-        "Mean ± SE over seeds; † one seed: SE over prompts instead.",
-        "",
-    ]
-    header = ["dataset", "model", "method", "beta", "w", "seeds", "win rate %", "KL"]
-    header += [f"{a}" for a in aux] + ["length (tokens)", "train wall s"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in means.iterrows():
-        mark = "†" if row["se_over"] == "prompts" else ""
-        cells = [row["dataset"], row["model"], row["method"], _fmt_g(row["beta"])]
-        cells += [_fmt_g(row["aux_weight"]), str(row["n_seeds"])]
-        cells += [_fmt(row["win_rate"], row["win_rate_se"], 1, mark), _fmt(row["kl"], row["kl_se"], 2, mark)]
-        cells += [_fmt(row[f"aux_{a}"], row[f"aux_{a}_se"], 3, mark) for a in aux]
-        cells += [_fmt(row["length_tokens"], row["length_tokens_se"], 1, mark)]
-        cells += [_fmt(row["train_wall_s"], float("nan"), 0)]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if not frontier.empty:
-        first = frontier.iloc[0]
-        lines += [
-            "",
-            f"## Hypervolume (win rate/100 × aux, reference point ({first['hv_ref_win_frac']:g}, "
-            f"{first['hv_ref_aux']:g}); {first['hv_ci_level']:.0%} bootstrap CI over "
-            f"{first['ci_resampling']}, B={first['n_boot']}, seed {first['bootstrap_seed']})",
-            "",
-            "| dataset | model | methods | aux | hypervolume | CI | front points |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        keys = ["dataset", "model", "front_group", "aux_name"]
-        for key, group in frontier.groupby(keys, sort=True):
-            head = group.iloc[0]
-            front = group[group["on_front"]]
-            labels = ", ".join(_point_label(r) for _, r in front.iterrows())
-            ci = f"[{head['hv_ci_low']:.4f}, {head['hv_ci_high']:.4f}]"
-            lines.append(f"| {' | '.join(map(str, key))} | {head['hypervolume']:.4f} | {ci} | {labels} |")
-    return "\n".join(lines) + "\n"
-
-
-def _point_label(row: pd.Series) -> str:
-    parts = [f"β={row['beta']:g}" if not math.isnan(row["beta"]) else ""]
-    parts.append(f"w={row['aux_weight']:g}" if not math.isnan(row["aux_weight"]) else "")
-    detail = ",".join(p for p in parts if p)
-    return f"{row['method']}({detail})" if detail else row["method"]
+def _reference_point(values: list[str]) -> str | tuple[float, float]:
+    if values == ["sft"]:
+        return "sft"
+    try:
+        x, y = (float(v) for v in values)
+    except ValueError:
+        raise AggregateError(f"--reference-point: give 'sft' or two numbers X Y, got {values}") from None
+    return (x, y)
 
 
 def main(argv: list[str]) -> int:
+    from upo.report.comparisons import build_cells, claims_table, hypervolume_table
+    from upo.report.summary import summary_markdown
+
     parser = argparse.ArgumentParser(prog="python -m upo aggregate", description=__doc__.split("\n")[0])
     parser.add_argument("metrics", nargs="+", help="per-run metrics.json files")
-    parser.add_argument("--out-dir", required=True, help="writes metrics.csv, summary.md, frontier.csv")
+    parser.add_argument("--out-dir", required=True, help="writes metrics.csv, claims.csv, frontier.csv, ...")
     parser.add_argument(
         "--reference-point",
-        nargs=2,
-        type=float,
-        default=(0.0, 0.0),
-        metavar=("X", "Y"),
-        help="hypervolume reference point in (win_rate/100, aux) units (default: 0 0)",
+        nargs="+",
+        default=["sft"],
+        metavar="sft|X Y",
+        help="hypervolume reference: 'sft' (the SFT model's point, resampled with it; default) or a fixed "
+        "point X Y in (win_rate/100, aux) units",
     )
+    parser.add_argument("--claims-methods", nargs="+", default=["upo"], help="methods tested against the rest")
+    parser.add_argument("--level", type=float, default=0.95, help="CI level (default 0.95)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap generator seed")
     parser.add_argument("--schema", default=str(SCHEMA_PATH), help="metrics JSON schema (YAML), if present")
     parser.add_argument(
         "--no-prompt-bootstrap",
         action="store_true",
-        help="resample seeds only (no scores.jsonl needed); frontier.csv says so in ci_resampling",
+        help="resample seeds only (no scores.jsonl or clusters needed); the outputs say so in ci_resampling",
     )
     args = parser.parse_args(argv)
     try:
-        table = build_table(args.metrics, args.schema)
-        scores = None if args.no_prompt_bootstrap else {s: load_scores(s) for s in table["source"]}
-        frontier = frontier_table(table, scores, tuple(args.reference_point), args.n_boot, args.bootstrap_seed)
-    except AggregateError as error:
+        reference = _reference_point(args.reference_point)
+        table = add_budget(build_table(args.metrics, args.schema))
+        scores = clusters = None
+        if not args.no_prompt_bootstrap:
+            scores = {s: load_scores(s) for s in table["source"]}
+            cache: dict[str, dict[str, str]] = {}
+            clusters = {s: load_clusters(s, cache) for s in table["source"]}
+            check_scores(table, scores, clusters)
+        cells = build_cells(table, scores, clusters, aux_names(table), args.n_boot, args.bootstrap_seed)
+        claims = claims_table(cells, args.claims_methods, args.level)
+        frontier, hypervolume = hypervolume_table(cells, args.claims_methods, reference, args.level)
+    except (AggregateError, ValueError) as error:
         print(f"aggregate: {error}", file=sys.stderr)
         return 1
     out = Path(args.out_dir)
     # `source` is this machine's path of the metrics file: kept out of the committed table
     write_text(out / "metrics.csv", table.drop(columns="source").to_csv(index=False))
+    write_text(out / "claims.csv", claims.to_csv(index=False))
     write_text(out / "frontier.csv", frontier.to_csv(index=False))
-    write_text(out / "summary.md", summary_markdown(table, frontier))
-    print(f"aggregate: {len(table)} runs -> {out}/metrics.csv, frontier.csv, summary.md")
+    write_text(out / "hypervolume.csv", hypervolume.to_csv(index=False))
+    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level))
+    print(f"aggregate: {len(table)} runs, {len(claims)} claims -> {out}/")
     return 0

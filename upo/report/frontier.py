@@ -1,7 +1,8 @@
-"""Pure frontier maths: Pareto fronts, 2-D hypervolume, its bootstrap CI, and mean ± SE.
+"""Pure frontier maths: Pareto fronts and the 2-D hypervolume (also over bootstrap replicates).
 
-No I/O and no pandas: ``upo.report.aggregate`` turns the tidy table and the per-prompt ``scores.jsonl``
-files into the arrays these functions take, and ``upo.report.plotting`` draws the result.
+No I/O and no pandas: ``upo.report.comparisons`` turns the tidy table and the per-prompt ``scores.jsonl``
+files into the arrays these functions take (resampled by ``upo.report.stats``), and ``upo.report.plotting``
+draws the result.
 
 Conventions (one place, so the table, the plots and the tests agree):
 - Both objectives are **maximised** (preference win rate and a [0, 1] auxiliary metric).
@@ -13,14 +14,15 @@ Conventions (one place, so the table, the plots and the tests agree):
 - NaN coordinates are an error, not silently dropped: a sweep point without a value must be
   removed (or fixed) by the caller, who knows why it is missing.
 - Hypervolume is the area of the region dominated by the set and bounded below by the reference
-  point; points not strictly better than the reference in both coordinates add nothing.
+  point; points not strictly better than the reference in both coordinates add nothing. The report
+  measures it from the SFT model's point: the area a method adds over where it started (from (0, 0)
+  it is about the product of the best point's coordinates and rewards a single extreme point).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -83,91 +85,17 @@ def hypervolume_2d(points: Sequence[Sequence[float]] | np.ndarray, reference_poi
     return float(np.sum((xs[:-1] - xs[1:]) * (best_y - ref_y)))
 
 
-def mean_se(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample SD with ddof=1, over sqrt(n)).
+def hypervolume_replicates(coords: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Hypervolume of each bootstrap replicate's points from that replicate's reference point.
 
     Args:
-        values: (n,) finite values, e.g. one metric over seeds.
+        coords: (B, K, 2) the K points' (x, y) in every replicate.
+        references: (B, 2) the reference point in every replicate (e.g. the SFT model's point, which
+            is resampled with the same prompt draw), or (2,) one fixed point.
 
     Returns:
-        (mean, se). With n == 1 the SE is NaN (undefined: one seed says nothing about seed noise);
-        callers decide what to show instead and say so.
+        (B,) hypervolumes.
     """
-    array = np.asarray(values, dtype=float).ravel()
-    if array.size == 0:
-        raise ValueError("mean_se: no values")
-    if not np.isfinite(array).all():
-        raise ValueError(f"mean_se: non-finite values {array.tolist()}")
-    mean = float(array.mean())
-    if array.size == 1:
-        return mean, float("nan")
-    return mean, float(array.std(ddof=1) / math.sqrt(array.size))
-
-
-@dataclass(frozen=True)
-class HypervolumeCI:
-    """Hypervolume point estimate with a percentile bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
-    n_boot: int
-    level: float
-
-
-def bootstrap_hypervolume(
-    x_scores: Sequence[np.ndarray],
-    y_scores: Sequence[np.ndarray],
-    reference_point: Sequence[float],
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> HypervolumeCI:
-    """Percentile bootstrap CI of the hypervolume, resampling seeds per point and shared prompts.
-
-    Each sweep point k has per-seed, per-prompt scores (S_k, P). The prompts are the same P prompts
-    (same order) for every point, because the evaluation seed is shared: one replicate draws P
-    prompt indices **once** and applies them to every point (paired), and draws S_k seeds with
-    replacement independently for each point. A point's coordinate in a replicate is the mean over
-    its drawn seeds and prompts; the replicate's statistic is the hypervolume of those points.
-    With only seed-level values available, pass (S_k, 1) arrays: prompt resampling is then a no-op.
-
-    Args:
-        x_scores: K arrays, the k-th of shape (S_k, P): x values (e.g. preference in [0, 1]).
-        y_scores: K arrays, shapes equal to ``x_scores``: y values (e.g. an aux metric).
-        reference_point: (ref_x, ref_y) in the same units.
-        n_boot: number of bootstrap replicates B.
-        seed: seed of the bootstrap generator (fixed, so tables are reproducible).
-        level: central interval coverage, e.g. 0.95.
-
-    Returns:
-        HypervolumeCI; ``value`` is the hypervolume of the full-data means (not a bootstrap mean).
-    """
-    if len(x_scores) != len(y_scores) or not x_scores:
-        raise ValueError(f"need the same, non-zero number of x and y arrays ({len(x_scores)}, {len(y_scores)})")
-    if n_boot < 1 or not 0 < level < 1:
-        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
-    xs = [np.atleast_2d(np.asarray(a, dtype=float)) for a in x_scores]
-    ys = [np.atleast_2d(np.asarray(a, dtype=float)) for a in y_scores]
-    n_prompts = xs[0].shape[1]
-    for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        if x.shape != y.shape or x.shape[1] != n_prompts or x.shape[0] < 1:
-            raise ValueError(f"point {k}: x {x.shape} and y {y.shape} must both be (S_k >= 1, {n_prompts})")
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError(f"point {k}: non-finite scores")
-    value = hypervolume_2d([(x.mean(), y.mean()) for x, y in zip(xs, ys, strict=True)], reference_point)
-
-    rng = np.random.default_rng(seed)
-    # (B, P) prompt weights: counts of each prompt in the replicate's draw, divided by P.
-    prompt_w = rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=n_boot) / n_prompts
-    coords = np.empty((n_boot, len(xs), 2))  # (B, K, 2)
-    for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        n_seeds = x.shape[0]
-        seed_w = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) / n_seeds
-        # mean over drawn seeds and prompts = seed_w (B, S) . scores (S, P) . prompt_w (B, P)
-        coords[:, k, 0] = np.einsum("bs,sp,bp->b", seed_w, x, prompt_w)
-        coords[:, k, 1] = np.einsum("bs,sp,bp->b", seed_w, y, prompt_w)
-    replicates = np.array([hypervolume_2d(c, reference_point) for c in coords])
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
-    return HypervolumeCI(value=value, low=float(low), high=float(high), n_boot=n_boot, level=level)
+    coords = np.asarray(coords, dtype=float)
+    references = np.broadcast_to(np.asarray(references, dtype=float), (coords.shape[0], 2))
+    return np.array([hypervolume_2d(c, r) for c, r in zip(coords, references, strict=True)])
