@@ -321,3 +321,14 @@ def test_prepare_data_cli(tmp_path, capsys):
     assert main_prepare(argv2) == 0
     report2 = json.loads((tmp_path / "o2" / "report.json").read_text())
     assert report2["n_test"] == 2 and report2["n_train"] == 18 - 6  # topics 0 and 1: 3 rows each
+
+
+def test_jsonl_loader_keeps_a_prompt_cluster(tmp_path):
+    rows = [
+        {"id": "a", "prompt": "Tell me about tea.", "chosen": "Tea.", "rejected": "No.", "cluster": "tea"},
+        {"id": "b", "prompt": "Tea facts?", "chosen": "Leaves.", "rejected": "No.", "cluster": ""},
+        {"id": "c", "prompt": "Hi", "chosen": "Hi!", "rejected": "No."},
+    ]
+    records, report = load_preferences("jsonl", str(write_rows(tmp_path / "prefs.jsonl", rows)))
+    assert report.skipped_by_reason == {"bad_field": 1}
+    assert records[0]["cluster"] == "tea" and "cluster" not in records[1]

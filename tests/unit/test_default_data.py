@@ -12,7 +12,7 @@ from upo.data import testbed as default_data
 from upo.data import testbed_prompts as prompts
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "default"
-RECORD_KEYS = {"id", "prompt", "chosen", "rejected", "source", "aux", "oracle"}
+RECORD_KEYS = {"id", "prompt", "chosen", "rejected", "source", "cluster", "aux", "oracle"}
 
 
 def topic_of(prompt_id: str) -> str:
@@ -23,6 +23,7 @@ def topic_of(prompt_id: str) -> str:
 def check_record(record: dict, reward_names: list[str] | None = None) -> None:
     assert set(record) == RECORD_KEYS, record["id"]
     assert record["source"] == "default"
+    assert record["cluster"] == topic_of(record["id"])  # the topic: the report's bootstrap unit
     assert record["prompt"][-1]["role"] == "user" and record["prompt"][-1]["content"]
     assert record["chosen"] and record["rejected"]
     assert record["chosen"] == record["chosen"].strip()

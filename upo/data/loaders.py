@@ -304,7 +304,8 @@ LOADERS.register(
 # --------------------------------------------------------------------------- jsonl
 def parse_jsonl(rows: Iterable[RawRow], split: str, seed: int) -> Iterator[Outcome]:
     """Records already in (or close to) the shared schema: ``prompt`` is a string (one user turn)
-    or a message list ending with a user turn; ``id``, ``source``, ``aux`` and ``oracle`` are kept
+    or a message list ending with a user turn; ``id``, ``source``, ``cluster`` (a group of related
+    prompts, e.g. one topic: the unit of the report's bootstrap), ``aux`` and ``oracle`` are kept
     when present."""
     for raw in rows:
         where, row = raw.where, raw.row
@@ -324,6 +325,11 @@ def parse_jsonl(rows: Iterable[RawRow], split: str, seed: int) -> Iterator[Outco
         record = _record(str(source), prompt, row["chosen"], row["rejected"])
         if "id" in row:
             record["id"] = str(row["id"])
+        if "cluster" in row:  # prompts that are not independent (e.g. one topic): the bootstrap's unit
+            if not isinstance(row["cluster"], str) or not row["cluster"]:
+                yield _fail(where, "bad_field", "'cluster' must be a non-empty string")
+                continue
+            record["cluster"] = row["cluster"]
         for key in ("aux", "oracle"):
             if key in row:
                 if not isinstance(row[key], dict) or set(row[key]) - {"chosen", "rejected"}:

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from upo.data.batching import format_prompt
-from upo.data.testbed_prompts import build_prompts
+from upo.data.testbed_prompts import build_prompts, slug
 from upo.io import read_jsonl, sha256_file, write_json, write_jsonl, write_text
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -176,6 +176,7 @@ def build_records(prompts: list[dict], responses: list[list[str]], reward_names:
                 "chosen": flat[best][1],
                 "rejected": flat[worst][1],
                 "source": "default",
+                "cluster": slug(prompt["topic"]),  # prompts of one topic are not independent (bootstrap unit)
                 "aux": {
                     side: {name: aux[name][i] for name in reward_names}
                     for side, i in (("chosen", best), ("rejected", worst))
