@@ -54,7 +54,7 @@ MANIFEST_PACKAGES = (
 class EvalConfig:
     """The ``eval:`` section of run.yaml; shared by all runs of a table so results are paired."""
 
-    max_prompts: int | None = None  # first N prompts of data.test in file order (None: all)
+    max_prompts: int | None = None  # seeded subset of data.test stratified over clusters (None: all)
     temperature: float = 1.0  # sampling temperature (0: greedy)
     top_p: float = 1.0  # nucleus sampling mass
     max_new_tokens: int = 48  # cap on sampled response tokens

@@ -5,8 +5,9 @@ section), loads ``RUN_DIR/model`` and writes ``RUN_DIR/generations.jsonl`` in Al
 model-outputs format (``instruction``, ``output``, ``generator``) plus our own fields (``id``,
 ``prompt``, ``reference``, ``token_ids``). ``upo.evaluate.evaluation`` judges, scores and measures KL on it.
 
-Every run uses the same evaluation seed (``eval.seed``) and the same first ``max_prompts`` test
-prompts in file order, so runs are paired prompt by prompt.
+Every run uses the same evaluation seed (``eval.seed``) and the same test prompts (all, or a seeded
+subset of ``max_prompts`` stratified over prompt clusters: ``eval_records``), so runs are paired prompt
+by prompt.
 """
 
 from __future__ import annotations
@@ -171,15 +172,39 @@ def load_model_and_tokenizer(path: str | Path, device: str | None = None):
 
 
 def eval_records(run_config, eval_config) -> list[dict]:
-    """The first ``max_prompts`` records of ``data.test`` (file order, so every run sees the same)."""
+    """The test records a run is evaluated on: all of ``data.test``, or a seeded subset of ``max_prompts``
+    stratified over prompt clusters (never the first N in file order, which covers few topics).
+
+    The subset depends only on the test file and ``eval.seed`` (shared by every run), so all runs are
+    paired on the same prompts. Clusters (``record["cluster"]``, e.g. the testbed's topics; a record
+    without one is its own cluster) are shuffled with the seed, as are the prompts within each, and
+    prompts are taken round-robin, one per cluster per round, until ``max_prompts``: every cluster gets
+    floor or ceil of ``max_prompts / clusters`` prompts (as far as it has them). The records keep their
+    file order.
+    """
+    import random
+
     if not run_config.data.test:
         raise ValueError("run.yaml: data.test is empty; evaluation needs a held-out split")
     records = read_jsonl(run_config.data.test)
-    if eval_config.max_prompts is not None:
-        records = records[: eval_config.max_prompts]
     if not records:
         raise ValueError(f"{run_config.data.test}: no records to evaluate")
-    return records
+    if eval_config.max_prompts is None or eval_config.max_prompts >= len(records):
+        return records
+    rng = random.Random(eval_config.seed)
+    clusters: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        clusters.setdefault(str(record.get("cluster", record["id"])), []).append(index)
+    queues = [clusters[name] for name in sorted(clusters)]
+    rng.shuffle(queues)
+    for queue in queues:
+        rng.shuffle(queue)
+    chosen: list[int] = []
+    for round_index in range(max(len(q) for q in queues)):
+        for queue in queues:
+            if round_index < len(queue) and len(chosen) < eval_config.max_prompts:
+                chosen.append(queue[round_index])
+    return [records[i] for i in sorted(chosen)]
 
 
 def generate_run(run_dir: str | Path) -> Path:
