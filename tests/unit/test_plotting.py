@@ -71,3 +71,22 @@ def test_sweep_variable_and_curves():
     assert labels == ["dpo", "upo (β=0.1)", "upo (β=0.3)"]  # SFT is drawn as a star, not a curve
     for _, _, var, points in curves:
         assert points[var].is_monotonic_increasing
+
+
+def test_frontier_draws_parity_and_keeps_oracle_bounds_off_the_front(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from upo.report import plotting
+
+    table = synthetic_table()
+    oracle = table[table["method"] == "upo"].assign(method="relabel-dpo-oracle", win_rate=99.0, aux_readability=0.99)
+    table = pd.concat([table, oracle], ignore_index=True)
+    fronts, labels = [], []
+    monkeypatch.setattr(plotting, "pareto_front", lambda xy: fronts.append(xy.copy()) or [True] * len(xy))
+    original = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x, **k: labels.append((k.get("label"), x))
+                        or original(ax, x, **k))  # fmt: skip
+    plotting.plot_frontiers(table, tmp_path)
+    assert fronts and all((xy[:, 0] < 99.0).all() for xy in fronts)  # oracle points never on the front
+    sft = table[(table["method"] == "sft") & (table["model"] == "pico")]["win_rate"].iloc[0]
+    assert ("parity: SFT win rate", sft) in labels

@@ -3,8 +3,12 @@
 ``python -m upo plot METRICS_CSV --out-dir DIR`` writes, each as PNG and PDF:
 - ``frontier_<aux>``: per (dataset, model) subplot, x = preference win rate (%) against the reference
   under the judge, y = the aux metric; one curve per method traced along its sweep (points labelled
-  with the sweep value), the Pareto front of all points as a dashed staircase, SFT as a star;
-- ``reward_vs_kl``: win rate and every aux metric against KL(policy || reference), per method;
+  with the sweep value), the Pareto front of all points as a dashed staircase (oracle upper bounds,
+  ``*-oracle`` methods, drawn faint and left out of it), SFT as a star with dotted lines through it:
+  the vertical one is **parity** (the SFT model's own win rate, not 50) and both bound the quadrant
+  the hypervolume of ``summary.md`` is measured in;
+- ``reward_vs_kl``: win rate and every aux metric against KL(policy || reference), per method, with
+  the SFT model's value as a dotted parity line;
 - ``cost``: win rate and every aux metric against training wall time, per method.
 Points are seed means; error bars are the SE over seeds, or the SE over prompts for single-seed
 points (same rule as ``summary.md``). Seed means come from ``upo.aggregate.seed_means`` and the
@@ -27,6 +31,7 @@ import pandas as pd  # noqa: E402
 
 from upo.io import atomic_path  # noqa: E402
 from upo.report.aggregate import SFT_METHOD, aux_names, seed_means  # noqa: E402
+from upo.report.comparisons import is_oracle  # noqa: E402
 from upo.report.frontier import pareto_front  # noqa: E402
 
 REQUIRED_COLUMNS = [
@@ -114,10 +119,12 @@ def _draw_methods(ax, points: pd.DataFrame, x: str, y: str, colours: dict, annot
             continue
         # several curves of one method (e.g. UPO per beta) share its colour: tell them apart by style
         style = seen[method] = seen.get(method, -1) + 1
+        oracle = is_oracle(method)  # an upper bound that reads the judge: faint, named as such
         ax.errorbar(
             curve[x], curve[y], xerr=_err(curve[f"{x}_se"]), yerr=_err(curve[f"{y}_se"]),
-            marker=MARKERS[style % len(MARKERS)], ls=LINESTYLES[style % len(LINESTYLES)],
-            ms=5, lw=1.5, capsize=2, color=colours[method], label=label,
+            marker=MARKERS[style % len(MARKERS)], ls=":" if oracle else LINESTYLES[style % len(LINESTYLES)],
+            ms=5, lw=1.5, capsize=2, color=colours[method], alpha=0.45 if oracle else 1.0,
+            label=f"{label} (oracle upper bound)" if oracle else label,
         )  # fmt: skip
         if annotate:
             for _, row in curve.iterrows():
@@ -131,9 +138,20 @@ def _draw_methods(ax, points: pd.DataFrame, x: str, y: str, colours: dict, annot
         )  # fmt: skip
 
 
+def _draw_parity(ax, points: pd.DataFrame, vertical: str | None, horizontal: str | None) -> None:
+    """Dotted lines at the SFT point's ``vertical`` (x) and ``horizontal`` (y) values; on the win-rate
+    axis that line is parity (the SFT model's own win rate)."""
+    sft = points[points["method"] == SFT_METHOD]
+    for column, draw in ((vertical, ax.axvline), (horizontal, ax.axhline)):
+        if column is None or sft.empty or sft[column].isna().all():
+            continue
+        label = "parity: SFT win rate" if column == "win_rate" else None
+        draw(float(sft[column].iloc[0]), ls=":", lw=1.0, color="0.3", label=label, zorder=0)
+
+
 def _draw_front(ax, points: pd.DataFrame, x: str, y: str) -> None:
-    """Dashed staircase through the non-dominated points of all methods (maximising x and y)."""
-    points = points[points[x].notna() & points[y].notna()]
+    """Dashed staircase through the non-dominated points of all methods but the oracle upper bounds."""
+    points = points[points[x].notna() & points[y].notna() & ~points["method"].map(is_oracle)]
     if points.empty:
         return
     front = points[pareto_front(points[[x, y]].to_numpy(dtype=float))].sort_values(x)
@@ -180,12 +198,17 @@ def plot_frontiers(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         for ax, (dataset, model) in zip(axes[0], cells, strict=True):
             points = means[(means["dataset"] == dataset) & (means["model"] == model)]
             _draw_front(ax, points, "win_rate", y)
+            _draw_parity(ax, points, "win_rate", y)
             _draw_methods(ax, points, "win_rate", y, colours)
             ax.set(title=f"{dataset} / {model}", xlabel="preference win rate vs reference (%)",
                    ylabel=f"{name} (normalised, higher is better)")  # fmt: skip
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="best")
-        fig.suptitle(f"Frontier: win rate vs {name} ({_judge(table)})\n{ERROR_NOTE}", fontsize=9)
+        fig.suptitle(
+            f"Frontier: win rate vs {name} ({_judge(table)})\n{ERROR_NOTE}; dotted: the SFT point (parity), "
+            "from which summary.md measures the hypervolume",
+            fontsize=9,
+        )
         paths += _save(fig, Path(out_dir), f"frontier_{name}")
     return paths
 
@@ -200,6 +223,8 @@ def _metric_grid(table: pd.DataFrame, x: str, xlabel: str, stem: str, title: str
         points = means[(means["dataset"] == dataset) & (means["model"] == model)]
         for ax, (y, ylabel) in zip(row_axes, ys, strict=True):
             if points[x].notna().any():
+                if y == "win_rate":  # parity: the SFT model's own win rate
+                    _draw_parity(ax, points, None, y)
                 _draw_methods(ax, points, x, y, colours)
                 ax.legend(fontsize=7, loc="best")
             else:  # say so on the figure rather than leave an unexplained blank
