@@ -100,6 +100,8 @@ def test_generate_checks_judge_before_sampling(tmp_path, tiny_model_dir, tiny_da
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run = write_run(tmp_path / "run", tiny_model_dir, tiny_data, {"judge": "weighted_alpaca_eval_gpt4_turbo"})
-    monkeypatch.setattr("upo.evaluate.generation.load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr(
+        "upo.evaluate.generation.load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model")
+    )
     with pytest.raises(JudgeUnavailable, match="OPENAI_API_KEY"):
         generate_run(run)

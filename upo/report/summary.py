@@ -196,9 +196,9 @@ def budget_section(table: pd.DataFrame) -> list[str]:
         points = len(runs.groupby(["beta", "aux_weight"], dropna=False))
         units = sorted({u for u in runs.get("example_unit", pd.Series(dtype=str)).fillna("") if u})
         total = runs["train_wall_s"].sum(min_count=1)
-        rows.append([dataset, model, _method_name(method), points, len(runs), "/".join(units) or "–"]
-                    + [_per_run(runs, c) for c in ("train_examples", "optimizer_updates", "train_tokens", "train_wall_s")]
-                    + ["–" if math.isnan(total) else f"{total:.0f}"])  # fmt: skip
+        per_run = [_per_run(runs, c) for c in ("train_examples", "optimizer_updates", "train_tokens", "train_wall_s")]
+        rows.append([dataset, model, _method_name(method), points, len(runs), "/".join(units) or "–", *per_run,
+                     "–" if math.isnan(total) else f"{total:.0f}"])  # fmt: skip
     return lines + _table(header, rows)
 
 
