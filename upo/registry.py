@@ -25,6 +25,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (tests that register a temporary entry clean up with it)."""
+        return self._entries.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         def wrap(entry: T) -> T:
             return self.register(name, entry)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import torch
-
 from upo.io import write_jsonl, write_yaml
 
 POSITIVE = ["good", "great", "kind", "calm", "bright", "fine", "nice", "happy"]
@@ -46,27 +44,9 @@ def build_tokenizer():
 
 def build_policy(folder: Path, seed: int = 0) -> Path:
     """Save a random tiny Llama causal LM and the tokenizer to ``folder``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.unit.tiny import save_tiny_llama
 
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(folder, build_tokenizer(), seed, bos_token_id=None)
 
 
 def synthetic_records(n: int, seed: int, split: str) -> list[dict]:

@@ -79,27 +79,13 @@ def test_spearman_matches_scipy():
 
 
 def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    from tests.unit.tiny import tiny_llama
     from upo.models.loading import load_tokenizer
     from upo.rewards.scorers import available_rewards
 
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(tiny_tokenizer_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tokenizer, 0, num_attention_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
     out = tmp_path / "default"
     provenance = default_data.generate_default_data(
         out,

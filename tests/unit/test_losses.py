@@ -32,16 +32,18 @@ def base_inputs(**overrides) -> LossInputs:
         aux_chosen_rewards=T(1.0),
         aux_rejected_rewards=T(-1.0),
         prompt_values=T(0.0),
-        chosen_rewards=T(1.0),
-        rejected_rewards=T(0.0),
+        chosen_preference_scores=T(1.0),
+        rejected_preference_scores=T(0.0),
+        chosen_scores=T(1.0),
+        rejected_scores=T(0.0),
     )
     fields.update(overrides)
     return LossInputs(**fields)
 
 
 FLIP = {
-    "chosen_rewards": T(0.5),
-    "rejected_rewards": T(-0.5),
+    "chosen_preference_scores": T(0.5),
+    "rejected_preference_scores": T(-0.5),
     "aux_chosen_rewards": T(-1.0),
     "aux_rejected_rewards": T(1.0),
 }
@@ -175,7 +177,14 @@ def test_metrics_are_detached():
         assert all(not value.requires_grad for value in out.metrics.values()), name
 
 
-DIFFERENTIABLE = ("policy_chosen_logps", "policy_rejected_logps", "chosen_rewards", "rejected_rewards")
+DIFFERENTIABLE = (
+    "policy_chosen_logps",
+    "policy_rejected_logps",
+    "chosen_preference_scores",
+    "rejected_preference_scores",
+    "chosen_scores",
+    "rejected_scores",
+)
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
@@ -209,6 +218,5 @@ def test_unknown_hyperparameter_is_rejected():
 
 
 def test_label_smoothing_out_of_range():
-    _, loss_fn = get_loss("dpo", label_smoothing=0.7)
-    with pytest.raises(ValueError, match="label_smoothing"):
-        loss_fn(base_inputs())
+    with pytest.raises(ValueError, match=r"loss 'dpo': label_smoothing must be in \[0, 0.5\)"):
+        get_loss("dpo", label_smoothing=0.7)

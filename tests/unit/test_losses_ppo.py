@@ -9,7 +9,6 @@ import torch
 from torch.testing import assert_close
 
 import upo.losses.ppo as ppo_losses
-import upo.losses.reward  # noqa: F401  (registers bradley_terry)
 from upo.losses.base import LOSSES, LossInputs, get_loss
 
 f64 = torch.float64
@@ -24,7 +23,7 @@ def t(values):
 
 def test_bradley_terry_registered_with_needs():
     spec = LOSSES.get("bradley_terry")
-    assert spec.needs == frozenset({"rewards"})
+    assert spec.needs == frozenset({"rejected", "sequence_scores"})
     assert spec.hyperparameters() == {"margin": 0.0, "label_smoothing": 0.0}
 
 
@@ -32,7 +31,7 @@ def test_bradley_terry_hand_values():
     chosen = t([1.0, 0.0]).requires_grad_()
     rejected = t([0.0, 1.0])
     _, loss_fn = get_loss("bradley_terry")
-    out = loss_fn(LossInputs(chosen_rewards=chosen, rejected_rewards=rejected))
+    out = loss_fn(LossInputs(chosen_scores=chosen, rejected_scores=rejected))
     # -log sigmoid(1) = log(1 + e^-1) = 0.313262; -log sigmoid(-1) = 1.313262
     assert_close(out.loss, t([0.31326168751822286, 1.3132616875182228]))
     assert_close(out.metrics["accuracy"], t([1.0, 0.0]))
@@ -44,16 +43,16 @@ def test_bradley_terry_hand_values():
 
 
 def test_bradley_terry_margin_and_smoothing():
-    inputs = LossInputs(chosen_rewards=t([1.0]), rejected_rewards=t([0.0]))
+    inputs = LossInputs(chosen_scores=t([1.0]), rejected_scores=t([0.0]))
     # margin 0.5: z = 0.5, loss = log(1 + e^-0.5) = 0.474077
     assert_close(get_loss("bradley_terry", margin=0.5)[1](inputs).loss, t([0.47407698418010663]))
     # eps 0.1, z = 1: 0.9 * 0.313262 + 0.1 * 1.313262 = 0.413262
     assert_close(get_loss("bradley_terry", label_smoothing=0.1)[1](inputs).loss, t([0.41326168751822286]))
     # z = 0 gives log 2 whatever the smoothing
-    tie = LossInputs(chosen_rewards=t([0.3]), rejected_rewards=t([0.3]))
+    tie = LossInputs(chosen_scores=t([0.3]), rejected_scores=t([0.3]))
     assert_close(get_loss("bradley_terry", label_smoothing=0.2)[1](tie).loss, t([math.log(2)]))
-    with pytest.raises(ValueError, match="label_smoothing"):
-        get_loss("bradley_terry", label_smoothing=0.7)[1](inputs)
+    with pytest.raises(ValueError, match="loss 'bradley_terry': label_smoothing"):
+        get_loss("bradley_terry", label_smoothing=0.7)
 
 
 def test_bradley_terry_gradcheck():
@@ -62,7 +61,7 @@ def test_bradley_terry_gradcheck():
     _, loss_fn = get_loss("bradley_terry", margin=0.1, label_smoothing=0.05)
 
     def f(c, r):
-        return loss_fn(LossInputs(chosen_rewards=c, rejected_rewards=r)).loss
+        return loss_fn(LossInputs(chosen_scores=c, rejected_scores=r)).loss
 
     assert torch.autograd.gradcheck(f, (chosen, rejected))
 

@@ -156,23 +156,16 @@ def test_smollm2_answers_paris():
 
 def test_hub_path_adds_template_and_pad(tmp_path, monkeypatch):
     """The hub code path on a local folder whose tokenizer has no chat template and no pad token."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.unit.tiny import tiny_llama
 
     tokenizer = models.load_tokenizer(project_tokenizer_dir())
     tokenizer.chat_template = None
     tokenizer.pad_token = None
     local = tmp_path / "hub-like"
     tokenizer.save_pretrained(local)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    LlamaForCausalLM(config).save_pretrained(local)
+    hub_like = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False}
+    model = tiny_llama(tokenizer, None, num_attention_heads=2, max_position_embeddings=64, **hub_like)
+    model.save_pretrained(local)
     spec = models.ModelSpec("hub", str(local), "local stand-in for a hub id")
     monkeypatch.setattr(models, "get_spec", lambda name: spec)
     out = models.prepare_model("pythia-1.4b", tmp_path / "prepared")

@@ -185,10 +185,64 @@ def test_missing_tracker_package_is_named(tmp_path, tiny_model_dir, tiny_data):
         train(cfg)
 
 
-def test_nonfinite_loss_stops_clearly(tmp_path, tiny_model_dir, tiny_data):
+@pytest.fixture()
+def nan_loss():
+    """A registered loss that is NaN (a non-finite beta is now refused by ``get_loss`` itself)."""
+    from upo.losses import LOSSES, LossOutput, register_loss
+
+    @register_loss("test_nan", needs={"rejected"})
+    def nan_loss(inputs, *, scale: float = 1.0) -> LossOutput:
+        return LossOutput(inputs.policy_chosen_logps * float("nan"))
+
+    yield "test_nan"
+    LOSSES.remove("test_nan")
+
+
+def test_nonfinite_loss_stops_clearly(tmp_path, tiny_model_dir, tiny_data, nan_loss):
     from upo.train.offline import NonFiniteLossError
 
-    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
-    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, "nan", "dpo", {"beta": float("nan")})
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, "", "nan", nan_loss, {})
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
         train(cfg)
+    assert not (tmp_path / "nan" / "model").exists()
+
+
+def test_max_steps_zero_saves_the_starting_model_unchanged(tmp_path, tiny_model_dir, tiny_data):
+    """SmolLM2's "no SFT" stage: ``max_steps: 0`` is zero steps, and the model is written as it was."""
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, "", "nosft", "sft", {}, max_steps=0)
+    summary = train(cfg)
+    assert summary["steps"] == 0
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "nosft/model/model.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_batch_order_drops_the_last_partial_batch_and_is_seeded():
+    from upo.train.session import batch_order, total_steps
+
+    batches = batch_order(10, 4, seed=3, epoch=0)
+    assert [len(b) for b in batches] == [4, 4] and len(set(sum(batches, []))) == 8
+    assert batch_order(10, 4, 3, 0) == batches and batch_order(10, 4, 3, 1) != batches
+    cfg = from_dict(RunConfig, {"train": {"epochs": 3, "batch_size": 4}})
+    assert total_steps(cfg, 10) == 6  # 3 epochs x floor(10 / 4)
+    cfg.train.max_steps = 0
+    assert total_steps(cfg, 10) == 0
+
+
+def test_heldout_metrics_call_the_bound_loss(tmp_path, tiny_model_dir, tiny_data):
+    """Held-out numbers are the run's own loss (its beta, not a fixed 0.1) on the test pairs."""
+    from upo.train.offline import heldout_metrics
+    from upo.train.session import open_session
+
+    cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
+    margins = {}
+    for beta in (0.5, 2.0):
+        cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, f"b{beta}", "dpo", {"beta": beta}, eval_pairs=8)
+        session = open_session(cfg)
+        with torch.no_grad():  # perturb the policy so the margin is not 0
+            for parameter in session.unwrapped.model.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        metrics = heldout_metrics(session, session.heldout())
+        assert {"eval/loss", "eval/rewards/accuracy", "eval/rewards/margin", "eval/nll_chosen"} <= set(metrics)
+        margins[beta] = metrics["eval/rewards/margin"]
+    assert margins[2.0] == pytest.approx(4 * margins[0.5], rel=1e-4)  # same perturbation (seeded), beta x 4

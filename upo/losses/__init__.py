@@ -1,4 +1,5 @@
-"""Registry of pure losses. Importing this package registers every loss module.
+"""Registry of pure losses. Every module of this package is imported on first use (``pkgutil``), so a
+new loss is one file here with a ``@register_loss`` function: no import list to extend.
 
 One name per concept across the codebase:
 
@@ -11,12 +12,33 @@ One name per concept across the codebase:
 =================  ==========================================================================
 """
 
-from upo.losses import dpo, dpo_nll, ppo, relabel, reward, sft  # noqa: F401  (registration)
-from upo.losses import upo as upo_objective  # noqa: F401
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
 from upo.losses.base import LOSSES, LossInputs, LossOutput, LossSpec, get_loss, register_loss
 
-__all__ = ["LOSSES", "LossInputs", "LossOutput", "LossSpec", "available", "get_loss", "register_loss"]
+__all__ = ["LOSSES", "LossInputs", "LossOutput", "LossSpec", "available", "discover", "get_loss", "register_loss"]
+
+
+def discover() -> list[str]:
+    """Import every module of ``upo.losses`` (registering its losses); returns the module names.
+
+    Modules whose name starts with ``_`` are skipped. Safe to call again: a module already imported
+    is not re-executed, and a file added since the last call is picked up.
+    """
+    importlib.invalidate_caches()
+    names = []
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+            names.append(module.name)
+    return names
 
 
 def available() -> list[str]:
     return LOSSES.available()
+
+
+discover()

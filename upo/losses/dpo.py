@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 
-from upo.losses.base import LossInputs, LossOutput, register_loss, require
+from upo.losses.base import POSITIVE, SMOOTHING, LossInputs, LossOutput, register_loss, require
 
 
 def preference_logits(inputs: LossInputs, reference_free: bool = False) -> torch.Tensor:
@@ -42,8 +44,8 @@ def sigmoid_preference_loss(logits: torch.Tensor, beta: float, label_smoothing: 
 def dpo_loss(
     inputs: LossInputs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
+    beta: Annotated[float, POSITIVE] = 0.1,
+    label_smoothing: Annotated[float, SMOOTHING] = 0.0,
     reference_free: bool = False,
 ) -> LossOutput:
     """DPO loss, Rafailov et al. 2023, Eq. 7: -log sigmoid(beta * z), z as in ``preference_logits``.
@@ -57,8 +59,6 @@ def dpo_loss(
     Returns:
         ``LossOutput`` with (B,) losses; metrics are the implicit rewards (detached).
     """
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
     logits = preference_logits(inputs, reference_free)
     losses = sigmoid_preference_loss(logits, beta, label_smoothing)
     metrics = {} if reference_free else implicit_reward_metrics(inputs, beta)
@@ -66,7 +66,7 @@ def dpo_loss(
 
 
 @register_loss("ipo", needs={"rejected", "reference"})
-def ipo_loss(inputs: LossInputs, *, beta: float = 0.1) -> LossOutput:
+def ipo_loss(inputs: LossInputs, *, beta: Annotated[float, POSITIVE] = 0.1) -> LossOutput:
     """IPO loss, Azar et al. 2023, Eq. 17: (z - 1 / (2 beta))^2 with z the DPO log-ratio margin.
 
     ``beta`` plays the role of IPO's tau. Unlike TRL, we use sequence sums (the paper's definition),

@@ -9,9 +9,11 @@ advantage weighting adds, and a gap between ``dpo-nll`` and DPO is plain regular
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from upo.losses.base import LossInputs, LossOutput, register_loss, require
+from upo.losses.base import NON_NEGATIVE, POSITIVE, SMOOTHING, LossInputs, LossOutput, register_loss, require
 from upo.losses.dpo import dpo_loss
 
 
@@ -19,9 +21,9 @@ from upo.losses.dpo import dpo_loss
 def dpo_nll_loss(
     inputs: LossInputs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
-    aux_weight: float = 1.0,
+    beta: Annotated[float, POSITIVE] = 0.1,
+    label_smoothing: Annotated[float, SMOOTHING] = 0.0,
+    aux_weight: Annotated[float, NON_NEGATIVE] = 1.0,
     token_mean: bool = True,
 ) -> LossOutput:
     """L = L_DPO + lambda * L_NLL per example, with lambda = ``aux_weight`` (UPO with omega = 1).
@@ -30,7 +32,7 @@ def dpo_nll_loss(
     z = (log pi(y_w) - log pi(y_l)) - (log pi_ref(y_w) - log pi_ref(y_l)).
     L_NLL = -(log pi(y_w | x) / |y_w| + log pi(y_l | x) / |y_l|) / 2: the token-mean log-likelihood of
     both offline responses with uniform weights (``token_mean=False``: sequence sums), i.e. UPO's
-    auxiliary term (method note, step 4) with every omega = 1; its batch mean is the mean over all 2B
+    auxiliary term (docs/method.md, M4) with every omega = 1; its batch mean is the mean over all 2B
     responses, as in UPO. With ``aux_weight == 0`` the loss is DPO's, bit for bit.
 
     Args:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from upo.losses.base import LossInputs, LossOutput, register_loss, require
+from upo.losses.base import NON_NEGATIVE, POSITIVE, SMOOTHING, LossInputs, LossOutput, register_loss, require
 from upo.losses.dpo import implicit_reward_metrics, preference_logits, sigmoid_preference_loss
 
 
-@register_loss("relabel_dpo", needs={"rejected", "reference", "aux_rewards", "rewards"})
+@register_loss("relabel_dpo", needs={"rejected", "reference", "aux_rewards", "preference_scores"})
 def relabel_dpo_loss(
     inputs: LossInputs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
-    aux_weight: float = 1.0,
+    beta: Annotated[float, POSITIVE] = 0.1,
+    label_smoothing: Annotated[float, SMOOTHING] = 0.0,
+    aux_weight: Annotated[float, NON_NEGATIVE] = 1.0,
 ) -> LossOutput:
     """DPO (Rafailov et al. 2023, Eq. 7) on labels re-decided by s(y) = p(y) + aux_weight * r_aux(y).
 
@@ -23,12 +25,16 @@ def relabel_dpo_loss(
     reward. Where s(y_l) > s(y_w) the pair is flipped: the loss is -log sigmoid(-beta z). Ties keep
     the original label.
 
-    Args: policy/reference logps (B,), ``chosen_rewards``/``rejected_rewards`` (B,) preference
-        scores, ``aux_{chosen,rejected}_rewards`` (B,).
+    Args: policy/reference logps (B,), ``{chosen,rejected}_preference_scores`` (B,) p(y),
+        ``aux_{chosen,rejected}_rewards`` (B,).
     Returns: (B,) losses; metrics include ``relabel/flipped`` (1 where the label was flipped).
     """
     chosen_scores, rejected_scores, aux_chosen, aux_rejected = require(
-        inputs, "chosen_rewards", "rejected_rewards", "aux_chosen_rewards", "aux_rejected_rewards"
+        inputs,
+        "chosen_preference_scores",
+        "rejected_preference_scores",
+        "aux_chosen_rewards",
+        "aux_rejected_rewards",
     )
     combined_chosen = chosen_scores + aux_weight * aux_chosen
     combined_rejected = rejected_scores + aux_weight * aux_rejected

@@ -3,17 +3,37 @@
 L_UPO = L_pref + lambda * L_aux. The preference term is DPO's (or IPO's). The auxiliary term is the
 advantage-weighted log-likelihood of both offline responses (AWR-style), with advantages from a value
 function V(x) fitted by expectile regression (IQL). The paper prints neither constants nor the exact
-forms; ``shared/design/upo-method.md`` ("The objective") fixes the defaults used here and every choice
-is a keyword option. Equation numbers below refer to that note's numbered steps; the expectile loss
-is the paper's v1 Eq. 12 (L2^tau).
+forms; the defaults used here are this project's choices and every one is a keyword option. "Step N"
+below refers to the numbered steps of the objective as implemented (step 1: r_aux; 2: the value
+regression; 3: the advantage weights; 4: the auxiliary term; 5: the sum); the expectile loss is the
+paper's v1 Eq. 12 (L2^tau).
+
+The value head V(x) is this loss's side module (``SideModule`` in its registration): the trainer
+builds it, warm-starts it with :func:`warm_start_value_head` and optimises it without knowing UPO.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from upo.losses.base import LossInputs, LossOutput, register_loss, require
-from upo.losses.dpo import dpo_loss, ipo_loss
+from upo.losses.base import (
+    LOSSES,
+    NON_NEGATIVE,
+    POSITIVE,
+    SMOOTHING,
+    Interval,
+    LossInputs,
+    LossOutput,
+    SideModule,
+    get_loss,
+    register_loss,
+    require,
+)
+from upo.models.heads import ValueHead
+
+PREFERENCE_NEEDS = frozenset({"rejected", "reference"})  # what a preference term may read
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -28,7 +48,7 @@ def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
 def advantage_weights(
     advantages: torch.Tensor, eta: float, weight_clip: float, normalise_weights: bool
 ) -> torch.Tensor:
-    """omega = min(exp(A / eta), omega_max), or exp(A / eta) normalised to mean 1 (note, step 3).
+    """omega = min(exp(A / eta), omega_max), or exp(A / eta) normalised to mean 1 (step 3).
 
     Args: ``advantages`` (N,) detached. Returns: (N,) weights, no gradient.
     """
@@ -38,21 +58,71 @@ def advantage_weights(
     return weights.clamp(max=weight_clip)
 
 
-@register_loss("upo", needs={"rejected", "reference", "aux_rewards", "value"})
+def warm_start_value_head(
+    head: torch.nn.Module, states: torch.Tensor, targets: torch.Tensor, hyperparameters: dict, steps: int = 50
+) -> None:
+    """A few dozen full-batch expectile steps (step 2) on the reference model's prompt states.
+
+    Args: ``states`` (N, H) last-prompt-token states, ``targets`` (N, 2) r_aux of chosen and rejected,
+    ``hyperparameters`` the bound UPO keywords (``tau`` is read here, nowhere else).
+    """
+    tau = hyperparameters["tau"]
+    states, targets = states.repeat_interleave(2, 0), targets.reshape(-1)  # one row per response
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        expectile_loss(targets - head(states), tau).mean().backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # no warm-start gradient may leak into training step 0
+
+
+def preference_term(preference: str, beta: float, label_smoothing: float):
+    """The registered pairwise loss named ``preference``, bound to ``beta`` (and ``label_smoothing``)."""
+    try:
+        spec = LOSSES.get(preference)
+    except KeyError as error:
+        raise ValueError(f"loss 'upo': preference: {error.args[0]}") from None
+    if not spec.needs <= PREFERENCE_NEEDS or "rejected" not in spec.needs:
+        raise ValueError(
+            f"loss 'upo': preference {preference!r} must be a pairwise loss needing only "
+            f"{sorted(PREFERENCE_NEEDS)}; it needs {sorted(spec.needs)}"
+        )
+    accepted = spec.hyperparameters()
+    kwargs = {"beta": beta} if "beta" in accepted else {}
+    if label_smoothing:
+        if "label_smoothing" not in accepted:
+            raise ValueError(f"loss 'upo': preference {preference!r} takes no label_smoothing")
+        kwargs["label_smoothing"] = label_smoothing
+    return get_loss(preference, **kwargs)[1]
+
+
+def _validate_upo(*, preference: str, beta: float, label_smoothing: float, **_) -> None:
+    preference_term(preference, beta, label_smoothing)
+
+
+VALUE_HEAD = SideModule(build=ValueHead, warm_start=warm_start_value_head)
+
+
+@register_loss(
+    "upo",
+    needs={"rejected", "reference", "aux_rewards", "value"},
+    side_module=VALUE_HEAD,
+    validate=_validate_upo,
+)
 def upo_loss(
     inputs: LossInputs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
+    beta: Annotated[float, POSITIVE] = 0.1,
+    label_smoothing: Annotated[float, SMOOTHING] = 0.0,
     preference: str = "dpo",
-    aux_weight: float = 1.0,
-    tau: float = 0.7,
-    eta: float = 1.0,
-    weight_clip: float = 20.0,
+    aux_weight: Annotated[float, NON_NEGATIVE] = 1.0,
+    tau: Annotated[float, Interval(0.0, 1.0, low_open=True, high_open=True)] = 0.7,
+    eta: Annotated[float, POSITIVE] = 1.0,
+    weight_clip: Annotated[float, POSITIVE] = 20.0,
     normalise_weights: bool = False,
     token_mean: bool = True,
 ) -> LossOutput:
-    """UPO loss per example (note, step 5): L_pref + aux_weight * L_aux, plus the value side loss.
+    """UPO loss per example (step 5): L_pref + aux_weight * L_aux, plus the value side loss.
 
     L_aux (step 4) = -(omega_w * logp(y_w|x) + omega_l * logp(y_l|x)) / 2, so its batch mean is the
     mean over all 2B offline responses; logp is the token mean (``token_mean``) or the sum.
@@ -65,16 +135,12 @@ def upo_loss(
         inputs: policy/reference sequence log-probs (B,), ``chosen_lengths``/``rejected_lengths``
             (B,), ``aux_{chosen,rejected}_rewards`` (B,) = sum_k c_k norm_k(r_k) (step 1), and
             ``prompt_values`` (B,) = V(x).
-        preference: "dpo" (with ``label_smoothing``) or "ipo".
+        preference: name of a registered pairwise loss ("dpo", with ``label_smoothing``; "ipo"; or any
+            loss needing only the pair and the reference), bound to ``beta``.
     Returns:
         ``LossOutput``: (B,) policy losses, ``side_losses["value"]`` (B,), detached metrics.
     """
-    if preference == "dpo":
-        preference_output = dpo_loss(inputs, beta=beta, label_smoothing=label_smoothing)
-    elif preference == "ipo":
-        preference_output = ipo_loss(inputs, beta=beta)
-    else:
-        raise ValueError(f"upo preference must be 'dpo' or 'ipo', got {preference!r}")
+    preference_output = preference_term(preference, beta, label_smoothing)(inputs)
     (
         aux_chosen_rewards,
         aux_rejected_rewards,

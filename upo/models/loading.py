@@ -30,6 +30,7 @@ import torch
 
 from upo.config import LoraConfig
 from upo.io import atomic_dir
+from upo.models.heads import torch_dtype
 from upo.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -142,21 +143,28 @@ def load_model(
     dtype: str = "float32",
     lora: LoraConfig | None = None,
     trust_remote_code: bool = False,
+    head: Literal["lm", "score"] = "lm",
 ):
-    """Load a causal LM from an HF folder, optionally wrapped in peft LoRA adapters.
+    """Load a model from an HF folder, optionally wrapped in peft LoRA adapters (the one place LoRA is built).
 
     Args:
         path: folder written by :func:`prepare_model` or :func:`merge_and_save`.
         dtype: ``float32`` or ``bfloat16`` weights in memory.
         lora: adapter settings (``upo.config.LoraConfig``); None returns the plain model.
         trust_remote_code: passed through; never on unless the caller asks.
+        head: ``lm`` (a causal LM) or ``score`` (a sequence classifier with one label, the reward
+            model; its new score head is initialised from the torch seed and stays fully trainable
+            under LoRA, peft's ``SEQ_CLS`` task).
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
-    if torch_dtype is None:
-        raise ValueError(f"dtype {dtype!r} not supported; use float32 or bfloat16")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if head == "lm":
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    elif head == "score":
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
+    else:
+        raise ValueError(f"head {head!r} unknown; use 'lm' or 'score'")
     if lora is not None:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
@@ -166,7 +174,7 @@ def load_model(
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
             target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
+            task_type="CAUSAL_LM" if head == "lm" else "SEQ_CLS",
         )
         model = get_peft_model(model, peft_config)
     return model

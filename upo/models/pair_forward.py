@@ -1,14 +1,16 @@
-"""The policy's forward pass over a pair batch, UPO's value head, and the reference log-prob cache.
+"""The forward passes over a pair batch (policy log-probs, or a reward model's scores) and the
+reference log-prob cache.
 
-``PairForward`` is one ``nn.Module`` so that DDP/FSDP (``accelerate launch``) wrap the whole
-computation: one decoder pass over [chosen; rejected], then the LM head and the log-softmax only at
-response positions (the 49k-token vocabulary dominates the cost of small models).
+``PairForward`` and ``ScoreForward`` are ``nn.Module``s so that DDP/FSDP (``accelerate launch``) wrap
+the whole computation. ``PairForward``: one decoder pass over [chosen; rejected], then the LM head and
+the log-softmax only at response positions (the 49k-token vocabulary dominates the cost of small
+models), plus a loss's side module (UPO's V(x)) on the detached last prompt state. ``ScoreForward``:
+a scalar head's score at each sequence's last attended token (the reward model).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 
 import torch
@@ -17,22 +19,8 @@ from tqdm import tqdm
 
 from upo.data.batching import TokenizedPair, collate_pairs, tokenize_pair
 from upo.io import read_jsonl, sha256_dir
+from upo.models.heads import autocast
 from upo.models.logps import IGNORE_INDEX, selective_log_softmax
-
-
-class ValueHead(nn.Module):
-    """V_psi(x): LayerNorm + linear on the last prompt token's hidden state (method note, step 2)."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden_size)
-        self.linear = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, prompt_states: torch.Tensor) -> torch.Tensor:
-        """(B, H) -> (B,) values."""
-        return self.linear(self.norm(prompt_states.float())).squeeze(-1)
 
 
 def _base_lm(model: nn.Module) -> nn.Module:
@@ -41,12 +29,12 @@ def _base_lm(model: nn.Module) -> nn.Module:
 
 
 class PairForward(nn.Module):
-    """Sequence log-probs (and V(x)) of a collated batch in one forward."""
+    """Sequence log-probs (and a side module's V(x)) of a collated batch in one forward."""
 
-    def __init__(self, model: nn.Module, value_head: ValueHead | None = None) -> None:
+    def __init__(self, model: nn.Module, side_module: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
-        self.value_head = value_head
+        self.side_module = side_module
 
     def forward(
         self,
@@ -58,7 +46,7 @@ class PairForward(nn.Module):
         """Args: (N, T) ids/mask/labels, (N,) prompt end positions.
 
         Returns: ``logps`` (N,) response log-prob sums, ``lengths`` (N,) response token counts,
-        ``values`` (N,) V(x) on the detached prompt state when a value head is attached,
+        ``values`` (N,) V(x) on the detached prompt state when a side module is attached,
         ``prompt_states`` (N, H) detached.
         """
         lm = _base_lm(self.model)
@@ -76,9 +64,45 @@ class PairForward(nn.Module):
             "lengths": mask.sum(-1).to(selected.dtype),
             "prompt_states": prompt_states,
         }
-        if self.value_head is not None:
-            out["values"] = self.value_head(prompt_states)
+        if self.side_module is not None:
+            out["values"] = self.side_module(prompt_states)
         return out
+
+
+def sequence_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """A scalar-head model's score at each row's last attended token.
+
+    We pool by the attention mask rather than by ``pad_token_id`` (transformers' default), because many
+    chat tokenizers use EOS as padding and the EOS closing every response would be taken for padding.
+
+    Args:
+        model: a ``*ForSequenceClassification`` with ``num_labels=1`` (or its LoRA-wrapped form).
+        input_ids, attention_mask: (B, T), left or right padded.
+    Returns:
+        (B,) float32 scores.
+    """
+    model = _base_lm(model)
+    head = getattr(model, "score", None)
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no 'score' head; expected a *ForSequenceClassification")
+    trunk = getattr(model, model.base_model_prefix)
+    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    last = (positions * attention_mask.long()).argmax(-1)  # (B,) rightmost attended position
+    pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]  # (B, H)
+    return head(pooled).squeeze(-1).float()
+
+
+class ScoreForward(nn.Module):
+    """Scores of a collated [chosen; rejected] batch under a scalar-head model (the reward model)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels=None, prompt_last_index=None) -> dict[str, torch.Tensor]:
+        """Args: (N, T) ids and mask (labels and prompt positions are not used). Returns ``scores`` (N,)."""
+        return {"scores": sequence_scores(self.model, input_ids, attention_mask)}
 
 
 def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int):
@@ -109,7 +133,7 @@ def compute_pair_logps(
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, leave=False):
         chunk = pairs[start : start + batch_size]
         batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_token_id).items()}
-        with _autocast(autocast_bf16):
+        with autocast(autocast_bf16, device):
             out = forward(**batch)
         half = len(chunk)
         chosen.append(out["logps"][:half].float().cpu())
@@ -122,13 +146,6 @@ def compute_pair_logps(
         "chosen_lengths": torch.cat(lengths),
         "prompt_states": torch.cat(states),
     }
-
-
-def _autocast(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.autocast(device, dtype=torch.bfloat16)
 
 
 def cache_settings(model_path: str, max_length: int, max_prompt_length: int, autocast_bf16: bool) -> dict:

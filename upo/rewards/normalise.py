@@ -15,6 +15,20 @@ import torch
 Normalisation = Literal["zscore", "minmax", "none"]
 
 
+def zscore_stats(values: list[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation) for z = (v - mean) / std: the one z-scoring rule of the project.
+
+    The standard deviation is Bessel-corrected (n - 1; n = 1 gives 0) and a zero spread becomes 1.0,
+    so constant values map to 0 rather than to NaN. Used by the auxiliary normaliser (UPO, relabelled
+    DPO, PPO's rewards) and by the relabelling baseline's preference scores.
+    """
+    if not values:
+        raise ValueError("cannot z-score an empty list of values")
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
+    return mean, (std if std > 0 else 1.0)
+
+
 @dataclass(frozen=True)
 class AuxNormaliser:
     """Per-reward affine normalisation plus the designer weights c_k."""
@@ -33,9 +47,7 @@ class AuxNormaliser:
             if not values:
                 raise ValueError("cannot fit auxiliary normalisation on an empty dataset")
             if method == "zscore":
-                mean = sum(values) / len(values)
-                std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
-                shift[name], scale[name] = mean, (std if std > 0 else 1.0)
+                shift[name], scale[name] = zscore_stats(values)
             elif method == "minmax":
                 low, high = min(values), max(values)
                 shift[name], scale[name] = low, (high - low if high > low else 1.0)

@@ -27,26 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from upo.config import RunConfig, load_run_config
 from upo.data.batching import format_prompt
 from upo.io import atomic_path, read_jsonl, write_json
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
-from upo.models.loading import merge_and_save
+from upo.models.heads import ValueHead, autocast, pick_device
+from upo.models.loading import load_model, merge_and_save
 from upo.models.logps import selective_log_softmax
 from upo.rewards.normalise import AuxNormaliser
 from upo.strict import ConfigError, from_dict
 from upo.train.optim import build_optimizer, peak_memory_mb, set_seed
-from upo.train.reward_model import (
-    autocast,
-    load_reward_model,
-    pick_device,
-    resolve_output_dir,
-    score,
-    torch_dtype,
-)
+from upo.train.reward_model import load_reward_model, resolve_output_dir, score
+from upo.train.step import optimizer_step
 from upo.train.trainlog import MetricsLogger
 
 # (prompts as chat messages, response texts) -> (B,) sequence rewards; replaces RM + aux (tests, toys)
@@ -92,18 +86,6 @@ def ppo_config(run: RunConfig) -> tuple[PPOConfig, float]:
     if beta is None:
         raise ConfigError("ppo.kl_beta: not set and run.yaml has no tags.beta to take it from")
     return config, float(beta)
-
-
-class ValueHead(nn.Module):
-    """V(s_t): a linear map of the policy's last hidden state. (B, T, H) -> (B, T), float32."""
-
-    def __init__(self, hidden_size: int):
-        super().__init__()
-        self.linear = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.linear(hidden.float()).squeeze(-1)
 
 
 def response_mask(response: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -183,32 +165,18 @@ class SampleReward:
 
 
 def _load_policy(run: RunConfig, device):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run.model.path, trust_remote_code=run.model.trust_remote_code)
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ValueError(f"{run.model.path}: tokenizer needs pad and eos tokens")
-    kwargs = {"dtype": torch_dtype(run.model.dtype), "trust_remote_code": run.model.trust_remote_code}
-    policy = AutoModelForCausalLM.from_pretrained(run.model.path, **kwargs)
-    reference_path = run.reference.path or run.model.path
-    shared_base = run.model.lora is not None and os.path.realpath(reference_path) == os.path.realpath(run.model.path)
-    if run.model.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        lora = run.model.lora
-        policy = get_peft_model(
-            policy,
-            LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+    model = run.model
+    policy = load_model(model.path, model.dtype, model.lora, model.trust_remote_code)
+    reference_path = run.reference.path or model.path
+    shared_base = model.lora is not None and os.path.realpath(reference_path) == os.path.realpath(model.path)
     reference = None
     if not shared_base:  # a LoRA policy on the reference's weights uses the base with adapters off
-        reference = AutoModelForCausalLM.from_pretrained(reference_path, **kwargs).to(device)
+        reference = load_model(reference_path, model.dtype, None, model.trust_remote_code).to(device)
         reference.requires_grad_(False).eval()
     return policy.to(device), reference, tokenizer
 
@@ -273,7 +241,9 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     # Dropout off throughout (gradients still flow): rollout-time and update-time log-probs must come
     # from the same function, or the PPO ratio is noise at step one (N implementation details).
     policy.eval()
-    value_head = ValueHead(policy.config.get_text_config().hidden_size).to(device)
+    # V(s_t): a plain linear map of the last hidden state (no LayerNorm, nn.Linear's default init).
+    hidden_size = policy.config.get_text_config().hidden_size
+    value_head = ValueHead(hidden_size, layer_norm=False, zero_init=False).to(device)
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = build_optimizer(trainable, run.optim)
     reward = SampleReward(run, config, records, device) if reward_fn is None else None
@@ -291,7 +261,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
         queue = queue[config.rollouts_per_step :]
 
         # ---- rollout and scoring (no gradients)
-        with autocast(device, bf16):
+        with autocast(bf16, device):
             input_ids, attention_mask, prompt_len, mask, texts = rollout(
                 policy, tokenizer, prompts, config, run.data.max_prompt_length, device
             )
@@ -331,7 +301,7 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
             idx = torch.randperm(n)  # a fresh mini-batch split each epoch (seeded global RNG)
             for start in range(0, n, config.mini_batch_size):
                 mb = idx[start : start + config.mini_batch_size].to(device)
-                with autocast(device, bf16):
+                with autocast(bf16, device):
                     logprobs, values = forward_response(
                         policy, input_ids[mb], attention_mask[mb], prompt_len, config.temperature, value_head
                     )
@@ -342,10 +312,8 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
                     values, old_values[mb], returns[mb], maskf[mb], clip_range_value=config.clip_range_value
                 )
                 loss = pg.loss + config.vf_coef * vf.loss
-                optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, run.optim.max_grad_norm)
-                optimizer.step()
+                optimizer_step(trainable, optimizer, None, run.optim.max_grad_norm)
                 for key, value in (
                     ("policy_loss", pg.loss),
                     ("value_loss", vf.loss),
