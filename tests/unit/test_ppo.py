@@ -100,7 +100,9 @@ def test_cli_end_to_end_with_reward_model_aux_and_lora(tmp_path, monkeypatch):
     from upo.__main__ import main as upo_main
 
     torch.set_num_threads(1)
-    rm_config = write_run(tmp_path, "rm", train={"batch_size": 16, "max_steps": 5, "threads": 1})
+    rm_config = write_run(
+        tmp_path, "rm", loss={"name": "bradley_terry"}, train={"batch_size": 16, "max_steps": 5, "threads": 1}
+    )
     assert upo_main(["train-rm", str(rm_config)]) == 0
     # The aux reward "share" is scored by upo.rewards.scorers in real runs; a toy scorer stands in here.
     monkeypatch.setattr(
