@@ -6,8 +6,10 @@ line is one JSON object (``ours_tokens_per_s``, ``trl_tokens_per_s``, ``speedup_
 ``upo_over_dpo_step_time``, ``step0_loss_abs_diff_vs_trl``, ...). See ``benchmarks/README.md``.
 
 Every configuration runs in a fresh Python process so that its peak memory is its own:
-    ours-dpo / ours-upo   our trainer's step (``upo.train.offline``): PairForward over [chosen; rejected],
-                          the registry loss, backward, grad clip, AdamW, scheduler; cached reference log-probs
+    ours-dpo / ours-upo   our trainer's own ``upo.train.step.train_step`` on the session the trainer builds
+                          (``upo.train.session.open_session``): PairForward over [chosen; rejected], the
+                          registry loss, backward, grad clip (trainer default), AdamW, scheduler; cached
+                          reference log-probs
     trl-default           ``DPOTrainer`` at its defaults (reference forward every step, gradient checkpointing)
     trl-precomputed       the same with ``precompute_ref_log_probs=True``
     trl-precomputed-nogc  also ``gradient_checkpointing=False``: the compute our step does (full mode only)
@@ -182,64 +184,71 @@ def _load(spec: dict):
     return tokenizer, records, pairs
 
 
-def _our_step(spec: dict, loss_name: str, tokenizer, records, pairs):
-    """Build our trainer's step (``upo.train_offline.train``'s loop body) for ``loss_name``.
+def trainer_config(spec: dict, loss_name: str, out_dir: Path, cache: Path):
+    """The run config our trainer would get for this benchmark point (trainer defaults elsewhere:
+    ``optim.max_grad_norm``, ``optim.value_lr``, UPO's tau/eta/weight_clip...)."""
+    from upo.config import RunConfig
+    from upo.strict import from_dict
 
-    Returns ``(step, setup_s)``: ``step(ids) -> tokens`` runs one optimizer step on those pairs.
-    """
-    import torch
-
-    from upo.data.batching import collate_pairs
-    from upo.losses import get_loss
-    from upo.models.loading import load_model
-    from upo.models.pair_forward import PairForward, ValueHead, _autocast, compute_pair_logps
-    from upo.rewards.normalise import AuxNormaliser
-    from upo.train.offline import make_inputs, warm_start_value_head
-
-    device, bf16 = _device(), spec["bf16"]
-    started = time.perf_counter()
-    # The trainer reads these from the ref-logps cache; computing them here is setup, not step time.
-    cache = compute_pair_logps(
-        load_model(spec["model"]).to(device), pairs, tokenizer.pad_token_id, spec["batch_size"], bf16
-    )
-    tensors = {"reference_chosen_logps": cache["chosen"].cpu(), "reference_rejected_logps": cache["rejected"].cpu()}
-    model = load_model(spec["model"]).to(device)
-    value_head = value_optimizer = None
     kwargs = {"beta": spec["beta"]}
     if loss_name == "upo":
         kwargs["aux_weight"] = spec["aux_weight"]
-        normaliser = AuxNormaliser.fit(records, {AUX_NAME: 1.0}, "zscore")
-        tensors["aux_chosen_rewards"], tensors["aux_rejected_rewards"] = normaliser.pair_tensors(records)
-        value_head = ValueHead(model.config.hidden_size)
-        targets = torch.stack([tensors["aux_chosen_rewards"], tensors["aux_rejected_rewards"]], 1).reshape(-1)
-        warm_start_value_head(value_head, cache["prompt_states"].cpu().repeat_interleave(2, 0), targets, 0.7)
-        value_head.to(device)
-        value_optimizer = torch.optim.AdamW(value_head.parameters(), lr=1e-3)
-    _, loss_fn = get_loss(loss_name, **kwargs)
-    forward = PairForward(model, value_head)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return from_dict(
+        RunConfig,
+        {
+            "method": f"bench-{loss_name}",
+            "seed": 0,
+            "output_dir": str(out_dir),
+            "model": {"name": "bench", "path": spec["model"], "autocast_bf16": spec["bf16"]},
+            "reference": {"path": spec["model"], "logps_cache": str(cache)},
+            "data": {
+                "train": spec["data"],
+                "max_length": spec["max_length"],
+                "max_prompt_length": spec["max_prompt_length"],
+                "aux_rewards": {AUX_NAME: 1.0},
+                "aux_normalisation": "zscore",
+                "max_train_pairs": spec["batch_size"] * (spec["warmup"] + spec["steps"]),
+            },
+            "loss": {"name": loss_name, "kwargs": kwargs},
+            "optim": {"lr": spec["lr"], "weight_decay": 0.0},
+            "train": {"batch_size": spec["batch_size"], "threads": spec["threads"], "eval_pairs": 0},
+        },
+    )
 
-    def step(ids: list[int]) -> int:
-        batch = collate_pairs([pairs[i] for i in ids], tokenizer.pad_token_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(bf16):
-            out = forward(**batch)
-            result = loss_fn(make_inputs(out, tensors, ids, len(ids), True, device))
-            loss = result.loss.mean() + sum(v.mean() for v in result.side_losses.values())
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if value_optimizer is not None:
-            value_optimizer.step()
-            value_optimizer.zero_grad(set_to_none=True)
-        _ = [result.loss.mean().item()] + [v.float().mean().item() for v in result.metrics.values()]  # log row
-        return int(batch["attention_mask"].sum())
 
-    return step, time.perf_counter() - started
+def reference_cache(spec: dict, out: Path) -> Path:
+    """The trainer's reference log-prob cache (``python -m upo ref-logps``) of the benchmark pairs."""
+    from upo.models.pair_forward import main_ref_logps
+
+    pairs = spec["batch_size"] * (spec["warmup"] + spec["steps"])
+    argv = ["--model", spec["model"], "--train", spec["data"], "--test", spec["data"], "--out", str(out)]
+    argv += ["--max-length", str(spec["max_length"]), "--max-prompt-length", str(spec["max_prompt_length"])]
+    argv += ["--train-pairs", str(pairs), "--test-pairs", "1", "--batch-size", str(spec["batch_size"])]
+    argv += ["--autocast-bf16"] if spec["bf16"] else []
+    main_ref_logps(argv)
+    return out
+
+
+def our_step(spec: dict, loss_name: str, work: Path | None = None):
+    """Our trainer's own step for ``loss_name``: ``upo.train.session.open_session`` on the run config
+    the trainer would get, then ``upo.train.step.train_step`` (the function ``upo.train.offline`` calls).
+
+    Returns ``(step, setup_s, session)``: ``step(ids, index) -> StepResult`` runs one optimizer step
+    on those pairs (collation included, as in the trainer's loop).
+    """
+    from upo.train.session import open_session
+    from upo.train.step import train_step
+
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=f"ours-{loss_name}-", dir=work or spec.get("work")))
+    # The trainer reads reference log-probs from this cache; computing it is setup, not step time.
+    cache = reference_cache(spec, work / "ref.pt")
+    session = open_session(trainer_config(spec, loss_name, work / "run", cache))
+
+    def step(ids: list[int], index: int = 0):
+        return train_step(session.core, session.micro_batches(ids), index)
+
+    return step, time.perf_counter() - started, session
 
 
 def _batches(spec: dict) -> list[list[int]]:
@@ -250,15 +259,14 @@ def _batches(spec: dict) -> list[list[int]]:
 def child_ours(spec: dict, loss_name: str) -> dict:
     import gc
 
-    tokenizer, records, pairs = _load(spec)
-    step, setup_s = _our_step(spec, loss_name, tokenizer, records, pairs)
+    step, setup_s, _ = our_step(spec, loss_name)
     gc.collect()
     _reset_peak()
     times, tokens = [], []
-    for ids in _batches(spec):
+    for index, ids in enumerate(_batches(spec)):
         _sync()
         started = time.perf_counter()
-        tokens.append(step(ids))
+        tokens.append(step(ids, index).tokens)
         _sync()
         times.append(time.perf_counter() - started)
     return {"times": times, "tokens": tokens, "setup_s": setup_s, **_peaks()}
@@ -266,14 +274,13 @@ def child_ours(spec: dict, loss_name: str) -> dict:
 
 def child_paired(spec: dict) -> dict:
     """DPO and UPO steps alternating in one process (order flipped every pair): load drift cancels."""
-    tokenizer, records, pairs = _load(spec)
-    steps = {name: _our_step(spec, name, tokenizer, records, pairs)[0] for name in ("dpo", "upo")}
+    steps = {name: our_step(spec, name)[0] for name in ("dpo", "upo")}
     times = {"dpo": [], "upo": []}
     for index, ids in enumerate(_batches(spec)):
         for name in ("dpo", "upo") if index % 2 == 0 else ("upo", "dpo"):
             _sync()
             started = time.perf_counter()
-            steps[name](ids)
+            steps[name](ids, index)
             _sync()
             times[name].append(time.perf_counter() - started)
     return {"dpo_times": times["dpo"], "upo_times": times["upo"]}
@@ -296,6 +303,8 @@ def _trl_dataset(tokenizer, records):
 def _trl_args(spec: dict, out: str, **overrides):
     from trl import DPOConfig
 
+    from upo.config import OptimConfig
+
     return DPOConfig(
         output_dir=out,
         per_device_train_batch_size=spec["batch_size"],
@@ -304,7 +313,7 @@ def _trl_args(spec: dict, out: str, **overrides):
         beta=spec["beta"],
         max_length=spec["max_length"],
         bf16=spec["bf16"],
-        max_grad_norm=1.0,
+        max_grad_norm=OptimConfig().max_grad_norm,  # the same clipping as our trainer's default
         train_sampling_strategy="sequential",  # the same batches as ours, in order
         report_to="none",
         save_strategy="no",
@@ -506,6 +515,7 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
         "beta": 0.1,
         "aux_weight": 1.0,
         "perturb": 2.0 if model == "tiny" else 0.05,
+        "work": str(work),
     }
     results = {}
     for name in configs:

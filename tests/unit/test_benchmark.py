@@ -74,3 +74,63 @@ def test_timed_excludes_warmup(bench):
 def test_unknown_model_names_the_known_ones(bench, tmp_path):
     with pytest.raises(KeyError, match="tiny, smollm2-135m"):
         bench.prepare_assets(tmp_path, ["gpt-9"], 2)
+
+
+@pytest.mark.parametrize("loss_name", ["dpo", "upo"])
+def test_benchmark_times_the_trainers_own_step(tmp_path, tiny_model_dir, tiny_data, monkeypatch, loss_name):
+    """One batch through the benchmark's step and through ``python -m upo train``'s loop (1 step): the
+    same loss, gradient norm and gradients (every tensor the optimizer sees), and the same weights."""
+    import csv
+
+    import torch
+    from safetensors.torch import load_file
+
+    import upo.train.step as step_module
+    from upo.train.offline import train
+    from upo.train.session import batch_order
+
+    bench = _load_script()  # no TRL needed for this check
+    spec = {
+        "model": str(tiny_model_dir),
+        "data": str(tiny_data["train"]),
+        "batch_size": 4,
+        "warmup": 0,
+        "steps": 2,
+        "max_length": 64,
+        "max_prompt_length": 32,
+        "bf16": False,
+        "threads": 1,
+        "lr": 1e-3,
+        "beta": 0.1,
+        "aux_weight": 1.0,
+        "work": str(tmp_path),
+    }
+    recorded: dict[str, list[list[torch.Tensor]]] = {"bench": [], "trainer": []}
+    original = step_module.optimizer_step
+    current = []
+
+    def recording_step(parameters, *args, **kwargs):
+        current.append([p.grad.detach().clone() for p in parameters])
+        return original(parameters, *args, **kwargs)
+
+    monkeypatch.setattr(step_module, "optimizer_step", recording_step)
+    step, _, session = bench.our_step(spec, loss_name, tmp_path)
+    ids = batch_order(8, 4, seed=0, epoch=0)[0]  # the trainer's first batch
+    result = step(ids, 0)
+    recorded["bench"], current = current, []
+    session.unwrapped.model.save_pretrained(tmp_path / "bench-model")
+
+    cfg = session.cfg
+    cfg.output_dir, cfg.train.max_steps = str(tmp_path / "trainer"), 1
+    train(cfg)
+    recorded["trainer"] = current
+    with open(tmp_path / "trainer" / "train_log.csv") as handle:
+        row = next(csv.DictReader(handle))
+    assert float(row["loss"]) == pytest.approx(result.loss, rel=1e-6, abs=1e-7)
+    assert float(row["grad_norm"]) == pytest.approx(result.grad_norm, rel=1e-6)
+    assert len(recorded["bench"]) == len(recorded["trainer"]) == 1
+    for ours, theirs in zip(recorded["bench"][0], recorded["trainer"][0], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    a = load_file(str(tmp_path / "bench-model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "trainer" / "model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
