@@ -17,7 +17,7 @@ from upo.strict import from_dict
 from upo.sweeps import MethodFile
 from upo.train.offline import train
 
-LOSS_SOURCE = '''"""SLiC-HF's calibration loss (Zhao et al. 2023, Eq. 3 without its regulariser), as a user would add it."""
+LOSS_SOURCE = '''"""SLiC-HF's calibration loss (Zhao et al. 2023, Eq. 3, no regulariser), as a user would add it."""
 
 from __future__ import annotations
 
