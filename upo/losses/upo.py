@@ -3,10 +3,8 @@
 L_UPO = L_pref + lambda * L_aux. The preference term is DPO's (or IPO's). The auxiliary term is the
 advantage-weighted log-likelihood of both offline responses (AWR-style), with advantages from a value
 function V(x) fitted by expectile regression (IQL). The paper prints neither constants nor the exact
-forms; the defaults used here are this project's choices and every one is a keyword option. "Step N"
-below refers to the numbered steps of the objective as implemented (step 1: r_aux; 2: the value
-regression; 3: the advantage weights; 4: the auxiliary term; 5: the sum); the expectile loss is the
-paper's v1 Eq. 12 (L2^tau).
+forms; ``docs/method.md`` documents the objective as implemented, every open choice and its option.
+(M1) ... (M5) below are its numbered steps; the expectile loss is the paper's v1 Eq. 12 (L2^tau).
 
 The value head V(x) is this loss's side module (``SideModule`` in its registration): the trainer
 builds it, warm-starts it with :func:`warm_start_value_head` and optimises it without knowing UPO.
@@ -48,7 +46,7 @@ def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
 def advantage_weights(
     advantages: torch.Tensor, eta: float, weight_clip: float, normalise_weights: bool
 ) -> torch.Tensor:
-    """omega = min(exp(A / eta), omega_max), or exp(A / eta) normalised to mean 1 (step 3).
+    """omega = min(exp(A / eta), omega_max), or exp(A / eta) normalised to mean 1 (M3).
 
     Args: ``advantages`` (N,) detached. Returns: (N,) weights, no gradient.
     """
@@ -61,7 +59,7 @@ def advantage_weights(
 def warm_start_value_head(
     head: torch.nn.Module, states: torch.Tensor, targets: torch.Tensor, hyperparameters: dict, steps: int = 50
 ) -> None:
-    """A few dozen full-batch expectile steps (step 2) on the reference model's prompt states.
+    """A few dozen full-batch expectile steps (M2) on the reference model's prompt states.
 
     Args: ``states`` (N, H) last-prompt-token states, ``targets`` (N, 2) r_aux of chosen and rejected,
     ``hyperparameters`` the bound UPO keywords (``tau`` is read here, nowhere else).
@@ -122,18 +120,18 @@ def upo_loss(
     normalise_weights: bool = False,
     token_mean: bool = True,
 ) -> LossOutput:
-    """UPO loss per example (step 5): L_pref + aux_weight * L_aux, plus the value side loss.
+    """UPO loss per example (M5): L_pref + aux_weight * L_aux, plus the value side loss.
 
-    L_aux (step 4) = -(omega_w * logp(y_w|x) + omega_l * logp(y_l|x)) / 2, so its batch mean is the
+    L_aux (M4) = -(omega_w * logp(y_w|x) + omega_l * logp(y_l|x)) / 2, so its batch mean is the
     mean over all 2B offline responses; logp is the token mean (``token_mean``) or the sum.
-    omega (step 3) = min(exp((r_aux - V(x)) / eta), weight_clip) with V detached.
-    Value side loss (step 2) = mean over the two responses of L2^tau(r_aux - V(x)); its gradient
+    omega (M3) = min(exp((r_aux - V(x)) / eta), weight_clip) with V detached.
+    Value side loss (M2) = mean over the two responses of L2^tau(r_aux - V(x)); its gradient
     reaches only the value head (the trainer feeds a head on a detached hidden state).
     With ``aux_weight == 0`` the policy loss is the preference loss itself, bit for bit.
 
     Args:
         inputs: policy/reference sequence log-probs (B,), ``chosen_lengths``/``rejected_lengths``
-            (B,), ``aux_{chosen,rejected}_rewards`` (B,) = sum_k c_k norm_k(r_k) (step 1), and
+            (B,), ``aux_{chosen,rejected}_rewards`` (B,) = sum_k c_k norm_k(r_k) (M1), and
             ``prompt_values`` (B,) = V(x).
         preference: name of a registered pairwise loss ("dpo", with ``label_smoothing``; "ipo"; or any
             loss needing only the pair and the reference), bound to ``beta``.

@@ -1,4 +1,4 @@
-"""Combined auxiliary reward r_aux(x, y) = sum_k c_k * norm_k(r_k(x, y)) (method note, step 1).
+"""Combined auxiliary reward r_aux(x, y) = sum_k c_k * norm_k(r_k(x, y)) (docs/method.md, M1).
 
 Scores are read from the records' ``aux`` field (scored once when data is prepared); the
 normalisation statistics are fitted once on the training responses (both sides of every pair).

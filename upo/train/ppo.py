@@ -1,4 +1,4 @@
-"""Online RLHF-PPO (method note, baseline 2): the expensive, on-policy way to the UPO objective.
+"""Online RLHF-PPO (docs/method.md, baselines): the expensive, on-policy way to the UPO objective.
 
 Per step: sample one response to each of ``rollouts_per_step`` training prompts from the policy;
 score each sample with reward = rm_weight * RM(x, y) + sum_k c_k norm_k(r_k(y)) (the same weighted,
