@@ -22,6 +22,7 @@ COMMANDS = {
     "train-ppo": ("upo.train.ppo:main", "online RLHF-PPO from run.yaml"),
     "generate": ("upo.evaluate.generation:main", "sample responses to held-out prompts for a run"),
     "evaluate": ("upo.evaluate.evaluation:main", "judge win rate, aux metrics, KL and lm-eval tasks of a run"),
+    "judge-card": ("upo.evaluate.judge_card:main", "agreement, position and length bias, cost of a run's judge"),
     "aggregate": ("upo.report.aggregate:main", "collect metrics.json files into the tidy table and frontier"),
     "plot": ("upo.report.plotting:main", "frontier, reward-vs-KL and cost plots from the tidy table"),
     "write-run-config": ("upo.sweeps:main_write_run_config", "resolve one run's run.yaml"),

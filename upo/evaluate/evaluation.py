@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from upo.evaluate.verdict_cache import DEFAULT_PATH as VERDICT_CACHE_PATH
+from upo.evaluate.verdict_cache import VerdictCache
 from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, write_jsonl
 from upo.report.stats import mean_se  # the project's one mean ± SE (n = 1: SE NaN)
 from upo.strict import ConfigError, from_dict, to_dict
@@ -222,12 +224,14 @@ def validate_metrics(metrics: dict, schema_path: str | Path = SCHEMA_PATH) -> No
         raise ValueError(f"metrics break {schema_path} at {where}: {first.message}")
 
 
-def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
+def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | Path | None = None) -> dict:
     """Evaluate a run directory and write ``metrics.json`` and ``scores.jsonl`` into it.
 
     Args:
         run_dir: holds run.yaml, model/, generations.jsonl (and train_summary.json if trained).
         judge_scorer: optional pair scorer replacing the configured judge's (tests).
+        judge_cache: sqlite verdict cache (``upo.evaluate.verdict_cache``) shared by runs and jobs;
+            None calls the judge for every pair.
     Returns:
         The metrics dict (as written).
     """
@@ -249,8 +253,9 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
     if "dataset" not in tags:
         raise ConfigError(f"{run_dir / 'run.yaml'}: tags.dataset is missing")
 
+    cache = VerdictCache(judge_cache) if judge_cache else None
     result, preferences = judges.win_rate(
-        eval_config, rows, _reference_outputs(run_config, eval_config, rows), scorer=judge_scorer
+        eval_config, rows, _reference_outputs(run_config, eval_config, rows), scorer=judge_scorer, cache=cache
     )
     texts = [r["output"] for r in rows]
     aux, aux_per_text = _aux_metrics(eval_config.aux_rewards, texts, [r["instruction"] for r in rows])
@@ -346,8 +351,13 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m upo evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="run directory holding run.yaml, model/ and generations.jsonl")
+    parser.add_argument(
+        "--judge-cache",
+        default=VERDICT_CACHE_PATH,
+        help=f"sqlite cache of judge verdicts, shared by runs (default {VERDICT_CACHE_PATH}; '' for none)",
+    )
     args = parser.parse_args(argv)
-    metrics = evaluate_run(args.run_dir)
+    metrics = evaluate_run(args.run_dir, judge_cache=args.judge_cache or None)
     wr = metrics["win_rate"]
     print(
         f"win rate {wr['value']:.1f} +- {wr['se']:.1f} (n={wr['n']}); wrote {Path(args.run_dir) / 'metrics.json'}",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from upo.evaluate.verdict_cache import CachedScorer, VerdictCache
 from upo.io import sha256_dir, sha256_file, sha256_text
 from upo.registry import Registry
 
@@ -352,6 +353,7 @@ def win_rate(
     model_outputs: list[dict],
     reference_outputs: list[dict],
     scorer: PairScorer | None = None,
+    cache: VerdictCache | None = None,
 ) -> tuple[dict, list[float]]:
     """Win rate of ``model_outputs`` over ``reference_outputs`` (paired by position).
 
@@ -359,7 +361,9 @@ def win_rate(
         eval_config: judge name and options.
         model_outputs / reference_outputs: N rows each with ``instruction`` and ``output``
             (and ``generator``); row i of one is compared with row i of the other.
-        scorer: override the judge's pair scorer (tests; an already loaded judge).
+        scorer: override the judge's pair scorer (tests; an already loaded judge); never cached.
+        cache: verdict store for our judges (``upo.evaluate.verdict_cache``): pairs judged before by
+            the same judge identity are read back, and the judge is loaded only if some pair is new.
     Returns:
         (result, preferences): result has ``value`` (percent), ``se``, ``n``, ``judge``,
         ``length_controlled``; preferences[i] = P(model output i beats its reference).
@@ -385,7 +389,9 @@ def win_rate(
             config = {folder.name: {"prompt_template": f"{folder.name}/template.txt", "batch_size": 1}}
             (folder / "configs.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
             annotators_config: Any = str(folder / "configs.yaml")
-            scorer = scorer or JUDGES.get(eval_config.judge).scorer(eval_config)
+            if scorer is None:
+                entry = JUDGES.get(eval_config.judge)
+                scorer = CachedScorer(lambda: entry.scorer(eval_config), identity, cache)
             kwargs = {"fn_completions": completions_callable(scorer), "fn_completion_parser": _parse_preference}
             fn_metric, sort_by = "get_winrate", "win_rate"
         else:

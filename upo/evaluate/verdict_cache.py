@@ -1,0 +1,164 @@
+"""Judge verdicts cached by a hash of (judge identity, instruction, output_1, output_2).
+
+Re-evaluating or re-aggregating a finished study then costs no judge calls: a verdict is computed
+once per judge identity (name, options, prompt and weight hashes, package version; see
+``upo.evaluate.judges.judge_identity``) and pair of texts in the order shown, and read back after.
+The order is part of the key because a judge's verdict may depend on it (position bias).
+
+The store is one sqlite file (default ``results/cache/judges.sqlite``, ignored by git), shared by
+concurrent workflow jobs: WAL journal (readers never block the writer), a busy timeout (a writer
+waits for another instead of failing), and each batch of new verdicts is one ``INSERT OR IGNORE``
+transaction, so two jobs that computed the same verdict both succeed and the first one stays.
+Each row also keeps the seconds the judge spent on that verdict, so a judge card read from the
+cache still reports what the judge costs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from upo.io import sha256_text
+
+DEFAULT_PATH = "results/cache/judges.sqlite"
+BUSY_TIMEOUT_S = 120.0  # a cluster job waits this long for another job's write before failing
+
+# (instructions, outputs_1, outputs_2) -> P(output_2 beats output_1), as upo.evaluate.judges.PairScorer
+PairScorer = Callable[[list[str], list[str], list[str]], list[float]]
+
+
+def identity_digest(identity: dict) -> str:
+    """sha256 of a judge identity (key order does not matter)."""
+    return sha256_text(json.dumps(identity, sort_keys=True, separators=(",", ":")))
+
+
+def verdict_key(identity_sha: str, instruction: str, output_1: str, output_2: str) -> str:
+    """Cache key of one verdict: the judge's identity hash and the three texts, in the order shown."""
+    return sha256_text("\x00".join((identity_sha, instruction, output_1, output_2)))
+
+
+class VerdictCache:
+    """Verdicts (P(output_2 wins)) and their cost in seconds, in a sqlite file shared between processes.
+
+    Attributes:
+        path: the sqlite file (created with its folder).
+        hits / misses: lookups answered / not answered by this object since construction.
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
+                "verdict REAL NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL)"
+            )
+        db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        return db
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """``{key: (verdict, seconds)}`` for the keys present."""
+        found: dict[str, tuple[float, float]] = {}
+        unique = list(dict.fromkeys(keys))
+        db = self._connect()
+        try:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, verdict, seconds in db.execute(
+                    f"SELECT key, verdict, seconds FROM verdicts WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = (float(verdict), float(seconds))
+        finally:
+            db.close()
+        return found
+
+    def put_many(self, judge: str, items: dict[str, tuple[float, float]]) -> None:
+        """Store ``{key: (verdict, seconds)}`` in one transaction; keys already present are kept."""
+        if not items:
+            return
+        now = time.time()
+        db = self._connect()
+        try:
+            with db:  # one transaction: commit on success, roll back on error
+                db.executemany(
+                    "INSERT OR IGNORE INTO verdicts (key, judge, verdict, seconds, created) VALUES (?, ?, ?, ?, ?)",
+                    [(k, judge, float(v), float(s), now) for k, (v, s) in items.items()],
+                )
+        finally:
+            db.close()
+
+    def __len__(self) -> int:
+        db = self._connect()
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+        finally:
+            db.close()
+
+
+class CachedScorer:
+    """A pair scorer that asks the judge only for pairs the cache lacks, building the judge lazily.
+
+    Args:
+        make_scorer: builds the judge's pair scorer (called at most once, on the first miss: a fully
+            cached evaluation never loads the judge's model).
+        identity: the judge identity (``upo.evaluate.judges.judge_identity``).
+        cache: the verdict store; ``None`` calls the judge every time (seconds are still recorded).
+
+    Attributes:
+        judge_calls: scorer calls made; ``judged``: pairs the judge scored; ``cached``: pairs read back.
+        seconds: per pair of the last call, the judge's seconds for it (measured or as cached).
+    """
+
+    def __init__(self, make_scorer: Callable[[], PairScorer], identity: dict, cache: VerdictCache | None) -> None:
+        self._make_scorer = make_scorer
+        self._scorer: PairScorer | None = None
+        self.identity_sha = identity_digest(identity)
+        self.judge_name = str(identity.get("name", ""))
+        self.cache = cache
+        self.judge_calls = 0
+        self.judged = 0
+        self.cached = 0
+        self.seconds: list[float] = []
+
+    def __call__(self, instructions: list[str], outputs_1: list[str], outputs_2: list[str]) -> list[float]:
+        keys = [
+            verdict_key(self.identity_sha, i, a, b) for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
+        ]
+        found = self.cache.get_many(keys) if self.cache is not None else {}
+        todo = [k for k in dict.fromkeys(keys) if k not in found]
+        if todo:
+            first = {k: n for n, k in reversed(list(enumerate(keys)))}  # first position of each key
+            rows = [first[k] for k in todo]
+            if self._scorer is None:
+                self._scorer = self._make_scorer()
+            start = time.perf_counter()
+            verdicts = self._scorer(
+                [instructions[n] for n in rows], [outputs_1[n] for n in rows], [outputs_2[n] for n in rows]
+            )
+            per_pair = (time.perf_counter() - start) / len(rows)
+            if len(verdicts) != len(rows):
+                raise ValueError(f"judge {self.judge_name!r} returned {len(verdicts)} verdicts for {len(rows)} pairs")
+            self.judge_calls += 1
+            self.judged += len(rows)
+            new = {k: (float(v), per_pair) for k, v in zip(todo, verdicts, strict=True)}
+            if self.cache is not None:
+                self.cache.put_many(self.judge_name, new)
+            found = {**found, **new}
+        self.cached += len(keys) - len(todo)
+        if self.cache is not None:
+            self.cache.hits += len(keys) - len(todo)
+            self.cache.misses += len(todo)
+        self.seconds = [found[k][1] for k in keys]
+        return [found[k][0] for k in keys]
