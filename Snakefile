@@ -8,7 +8,9 @@
 #   results/reward_model/{dataset}/{model}/          Bradley-Terry reward model (PPO only)
 #   results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/
 #       run.yaml, model/, train_log.csv, train_summary.json, generations.jsonl, scores.jsonl, metrics.json
-#   results/{name}/metrics.csv, summary.md, frontier.csv, figures   (name = config's experiment name)
+#   results/{name}/metrics.csv, summary.md, frontier.csv, judges.csv, figures   (name = config's experiment name)
+#   results/{name}/judges/{dataset}/{judge}.json      judge card (agreement, position/length bias, cost)
+#   results/cache/judges.sqlite                      judge verdict cache shared by all jobs
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -28,6 +30,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/judges.smk"
 include: "workflow/rules/aggregate.smk"
 
 

@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.
-PAPER_JOB_COUNT = 1162
+PAPER_JOB_COUNT = 1165  # + one judge card per dataset (3)
 
 
 def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:

@@ -23,6 +23,7 @@ clusters resampled; a record without a cluster is its own). The card carries the
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -241,11 +242,55 @@ def eval_section(config: dict, where: str, model: str | None = None) -> dict:
     return section
 
 
+JUDGE_KEYS = ("judge", "oracle_reward", "oracle_temperature", "judge_model")  # what a judge identity reads
+
+
+def experiment_cards(config: dict, runs: list[dict]) -> list[dict]:
+    """The judge cards an experiment needs: one per (dataset, judge) its runs are judged by.
+
+    Args:
+        config: the experiment config (``eval:`` and ``models.<m>.eval`` overrides, ``judge_card:``).
+        runs: its resolved run table (``upo.sweeps.validate_experiment``): ``dataset`` and ``model`` each.
+    Returns:
+        Sorted ``{"dataset", "judge", "model", "config"}``: ``config`` is the ``{"eval", "judge_card"}``
+        the card is made with (``model`` is the first model judged that way).
+    Raises:
+        ConfigError: two models judged by the same judge name with different judge settings.
+    """
+    from upo.evaluate.evaluation import EvalConfig
+
+    card_config = to_dict(from_dict(JudgeCardConfig, config.get("judge_card") or {}, where="judge_card"))
+    cards: dict[tuple[str, str], dict] = {}
+    for dataset, model in sorted({(str(r["dataset"]), str(r["model"])) for r in runs}):
+        section = eval_section(config, "config", model)
+        typed = to_dict(from_dict(EvalConfig, section, where=f"models.{model}.eval"))
+        key = (dataset, typed["judge"])
+        settings = {k: typed[k] for k in JUDGE_KEYS}
+        if key in cards:
+            seen = cards[key]
+            if seen["settings"] != settings:
+                raise ConfigError(
+                    f"models {seen['model']!r} and {model!r} configure judge {typed['judge']!r} differently "
+                    f"({', '.join(JUDGE_KEYS)}); one judge name, one setting per experiment"
+                )
+            continue
+        cards[key] = {
+            "dataset": dataset,
+            "judge": typed["judge"],
+            "model": model,
+            "config": {"eval": section, "judge_card": card_config},
+            "settings": settings,
+        }
+    return [{k: v for k, v in cards[key].items() if k != "settings"} for key in sorted(cards)]
+
+
 def main(argv: list[str]) -> int:
     from upo.evaluate.evaluation import EvalConfig
 
     parser = argparse.ArgumentParser(prog="python -m upo judge-card", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="experiment config or run.yaml (its eval: and judge_card:)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="experiment config or run.yaml (its eval: and judge_card: sections)")
+    source.add_argument("--config-json", help='the same as a JSON object {"eval": ..., "judge_card": ...} (workflow)')
     parser.add_argument("--dataset", required=True, help="dataset name (recorded in the card)")
     parser.add_argument("--test", required=True, help="held-out split with chosen/rejected labels (record JSONL)")
     parser.add_argument("--out", required=True, help="card JSON to write")
@@ -257,15 +302,16 @@ def main(argv: list[str]) -> int:
         help=f"sqlite cache of judge verdicts (default {VERDICT_CACHE_PATH}; '' for none)",
     )
     args = parser.parse_args(argv)
-    if not Path(args.config).is_file():
+    if args.config is not None and not Path(args.config).is_file():
         raise FileNotFoundError(f"{args.config}: config not found")
     if not Path(args.test).is_file():
         raise FileNotFoundError(f"{args.test}: held-out split not found")
-    config = read_yaml(args.config) or {}
-    eval_config = from_dict(EvalConfig, eval_section(config, args.config, args.model), where=f"{args.config}: eval")
-    card_config = from_dict(JudgeCardConfig, config.get("judge_card") or {}, where=f"{args.config}: judge_card")
+    where = args.config or "--config-json"
+    config = (read_yaml(args.config) if args.config else json.loads(args.config_json)) or {}
+    eval_config = from_dict(EvalConfig, eval_section(config, where, args.model), where=f"{where}: eval")
+    card_config = from_dict(JudgeCardConfig, config.get("judge_card") or {}, where=f"{where}: judge_card")
     if args.judge is not None and args.judge != eval_config.judge:
-        raise ConfigError(f"{args.config}: eval.judge is {eval_config.judge!r}, not --judge {args.judge!r}")
+        raise ConfigError(f"{where}: eval.judge is {eval_config.judge!r}, not --judge {args.judge!r}")
     records = card_records(args.test, card_config.pairs, card_config.seed)
     cache = VerdictCache(args.judge_cache) if args.judge_cache else None
     card = build_card(eval_config, records, card_config, dataset=args.dataset, cache=cache)

@@ -10,7 +10,9 @@
   points are non-dominated, the number of points and the group's hypervolume with its CI;
 - ``DIR/hypervolume.csv``: per group the hypervolume from the reference point (default: the SFT
   model's point) with its CI, and the paired CI of each tested-minus-comparator difference;
-- ``DIR/summary.md``: the tables in words (``upo.report.summary``).
+- ``DIR/judges.csv`` (with ``--judge-cards``): one row per judge card (``upo.report.judge_table``);
+  every (dataset, judge) of the table needs its card;
+- ``DIR/summary.md``: the tables in words (``upo.report.summary``), the judges beside the win rates.
 Per-prompt scores come from ``scores.jsonl`` beside each ``metrics.json`` (evaluation writes both); prompt
 clusters (the testbed's topics) from the ``cluster`` field of the test file named in the ``run.yaml``
 beside it (a record without one is its own cluster).
@@ -336,7 +338,12 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="resample seeds only (no scores.jsonl or clusters needed); the outputs say so in ci_resampling",
     )
+    parser.add_argument(
+        "--judge-cards", nargs="*", default=[], help="judge card JSON files (python -m upo judge-card) -> judges.csv"
+    )
     args = parser.parse_args(argv)
+    from upo.report.judge_table import JudgeCardError, judges_table
+
     try:
         reference = _reference_point(args.reference_point)
         table = add_budget(build_table(args.metrics, args.schema))
@@ -349,7 +356,8 @@ def main(argv: list[str]) -> int:
         cells = build_cells(table, scores, clusters, aux_names(table), args.n_boot, args.bootstrap_seed)
         claims = claims_table(cells, args.claims_methods, args.level)
         frontier, hypervolume = hypervolume_table(cells, args.claims_methods, reference, args.level)
-    except (AggregateError, ValueError) as error:
+        judges = judges_table(args.judge_cards, table) if args.judge_cards else None
+    except (AggregateError, JudgeCardError, ValueError) as error:
         print(f"aggregate: {error}", file=sys.stderr)
         return 1
     out = Path(args.out_dir)
@@ -358,6 +366,8 @@ def main(argv: list[str]) -> int:
     write_text(out / "claims.csv", claims.to_csv(index=False))
     write_text(out / "frontier.csv", frontier.to_csv(index=False))
     write_text(out / "hypervolume.csv", hypervolume.to_csv(index=False))
-    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level))
+    if judges is not None:
+        write_text(out / "judges.csv", judges.to_csv(index=False))
+    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level, judges))
     print(f"aggregate: {len(table)} runs, {len(claims)} claims -> {out}/")
     return 0

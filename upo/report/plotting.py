@@ -9,7 +9,8 @@
   the hypervolume of ``summary.md`` is measured in;
 - ``reward_vs_kl``: win rate and every aux metric against KL(policy || reference), per method, with
   the SFT model's value as a dotted parity line;
-- ``cost``: win rate and every aux metric against training wall time, per method.
+- ``cost``: win rate and every aux metric against training wall time, per method;
+- ``judges`` (with ``--judges judges.csv``): each judge card's agreement, position and length bias with CIs.
 Points are seed means; error bars are the SE over seeds, or the SE over prompts for single-seed
 points (same rule as ``summary.md``). Seed means come from ``upo.aggregate.seed_means`` and the
 front from ``upo.frontier.pareto_front``, so plots and tables cannot disagree.
@@ -249,6 +250,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m upo plot", description=__doc__.split("\n")[0])
     parser.add_argument("metrics_csv", help="tidy table written by `python -m upo aggregate`")
     parser.add_argument("--out-dir", required=True, help="folder for the PNG and PDF figures")
+    parser.add_argument("--judges", default=None, help="judges.csv of `upo aggregate` -> judges.png/.pdf")
     args = parser.parse_args(argv)
     try:
         table = read_table(args.metrics_csv)
@@ -258,5 +260,9 @@ def main(argv: list[str]) -> int:
     paths = plot_frontiers(table, args.out_dir)
     paths += plot_reward_vs_kl(table, args.out_dir)
     paths += plot_cost(table, args.out_dir)
+    if args.judges:
+        from upo.report.judge_table import plot_judges
+
+        paths += plot_judges(args.judges, args.out_dir)
     print(f"plot: wrote {len(paths)} files to {args.out_dir}")
     return 0

@@ -6,6 +6,7 @@ rule aggregate:
     input:
         metrics=metrics_inputs,
         scores=scores_inputs,
+        cards=judge_card_files,
     output:
         table=report(
             f"results/{EXPERIMENT}/metrics.csv",
@@ -13,6 +14,11 @@ rule aggregate:
             caption="../report/table.rst",
         ),
         summary=f"results/{EXPERIMENT}/summary.md",
+        judges=report(
+            f"results/{EXPERIMENT}/judges.csv",
+            category="Tables",
+            caption="../report/judges.rst",
+        ),
         frontier=report(
             f"results/{EXPERIMENT}/frontier.csv",
             category="Tables",
@@ -28,13 +34,14 @@ rule aggregate:
         frontier=frontier_args,
         out=output_folder,
     shell:
-        "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} > {log} 2>&1"
+        "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} --judge-cards {input.cards} > {log} 2>&1"
 
 
 # Preference frontier, reward-vs-KL and cost figures (PNG for the report, PDF for papers).
 rule plot:
     input:
-        f"results/{EXPERIMENT}/metrics.csv",
+        table=f"results/{EXPERIMENT}/metrics.csv",
+        judges=f"results/{EXPERIMENT}/judges.csv",
     output:
         [
             report(p, category="Figures", caption="../report/frontier.rst")
@@ -49,4 +56,4 @@ rule plot:
     params:
         out=output_folder,
     shell:
-        "python -m upo plot {input} --out-dir {params.out} > {log} 2>&1"
+        "python -m upo plot {input.table} --judges {input.judges} --out-dir {params.out} > {log} 2>&1"

@@ -59,6 +59,7 @@ def final_targets():
         f"{out}/metrics.csv",
         f"{out}/summary.md",
         f"{out}/frontier.csv",
+        f"{out}/judges.csv",
     ] + plot_files()
 
 
@@ -66,7 +67,7 @@ def plot_files():
     names = [
         f"frontier_{aux}" for aux in CONFIG["eval"].get("aux_rewards", ["readability"])
     ]
-    names += ["reward_vs_kl", "cost"]
+    names += ["reward_vs_kl", "cost", "judges"]
     return [f"results/{EXPERIMENT}/{n}.{ext}" for n in names for ext in ("png", "pdf")]
 
 

@@ -1,0 +1,50 @@
+# Judge cards: agreement with held-out labels, position and length bias, cost of every judge that
+# judges a run (logic in upo.evaluate.judge_card), once per (dataset, judge).
+from upo.evaluate import judge_card as _judge_card
+
+JUDGE_CARDS = {
+    (c["dataset"], c["judge"]): c for c in _judge_card.experiment_cards(CONFIG, RUNS)
+}
+
+
+def judge_card_files(wildcards=None):
+    return [f"results/{EXPERIMENT}/judges/{d}/{j}.json" for d, j in sorted(JUDGE_CARDS)]
+
+
+def judge_card_config(wildcards):
+    return json.dumps(JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"])
+
+
+def judge_card_model(wildcards):
+    """The local-LLM judge's weights are an input: new weights, new card."""
+    path = JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"]["eval"].get(
+        "judge_model"
+    )
+    return [path] if path else []
+
+
+rule judge_card:
+    input:
+        test="resources/data/{dataset}/test.jsonl",
+        judge_model=judge_card_model,
+    output:
+        f"results/{EXPERIMENT}/judges/{{dataset}}/{{judge}}.json",
+    log:
+        f"logs/results/{EXPERIMENT}/judges/{{dataset}}/{{judge}}.log",
+    benchmark:
+        f"benchmarks/results/{EXPERIMENT}/judges/{{dataset}}/{{judge}}.tsv"
+    wildcard_constraints:
+        judge="|".join(re.escape(j) for _, j in JUDGE_CARDS) or NO_METHOD,
+    conda:
+        "../envs/upo.yaml"
+    threads: 1
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        slurm_partition=resource("evaluate", "slurm_partition"),
+    params:
+        cfg=judge_card_config,
+    shell:
+        "python -m upo judge-card --config-json {params.cfg:q} --dataset {wildcards.dataset:q} "
+        "--judge {wildcards.judge:q} --test {input.test:q} --out {output:q} > {log:q} 2>&1"
