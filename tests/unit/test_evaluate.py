@@ -47,7 +47,7 @@ def evaluated_run(tmp_path_factory, tiny_model_dir, tiny_tokenizer_dir):
         json.dumps({"wall_s": 1.5, "tokens": 100, "peak_mem_mb": 12.0, "steps": 2})
     )
     assert main(["generate", str(run)]) == 0
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--judge-cache", str(root / "judges.sqlite")]) == 0
     return run
 
 
