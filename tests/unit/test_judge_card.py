@@ -235,3 +235,22 @@ def test_experiment_cards_one_per_dataset_and_judge():
     config["models"]["b"]["eval"]["oracle_reward"] = "readability"
     with pytest.raises(ConfigError, match="configure judge 'oracle' differently"):
         experiment_cards(config, runs)
+
+
+def test_aggregate_writes_judges_csv_beside_the_win_rates(tmp_path):
+    from tests.unit.test_aggregate import JUDGE, RUNS, write_run
+    from upo.report.aggregate import judge_hash, main
+
+    metrics = [str(write_run(tmp_path / "runs", *run)) for run in RUNS]
+    result = card(always_first) | {"dataset": "default", "judge": JUDGE, "judge_hash": judge_hash(JUDGE)}
+    (tmp_path / "card.json").write_text(json.dumps(result))
+    out = tmp_path / "out"
+    assert main([*metrics, "--out-dir", str(out), "--n-boot", "20", "--judge-cards", str(tmp_path / "card.json")]) == 0
+    judges_csv = pd.read_csv(out / "judges.csv")
+    assert judges_csv[["dataset", "judge_name", "in_table"]].values.tolist() == [["default", "vader_oracle", True]]
+    summary = (out / "summary.md").read_text()
+    assert summary.index("| pico | sft") < summary.index("## Judges") < summary.index("## Claims at matched KL")
+    stale = result | {"judge_hash": "000000000000"}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    assert main([*metrics, "--out-dir", str(tmp_path / "o2"), "--judge-cards", str(tmp_path / "stale.json")]) == 1
+    assert not (tmp_path / "o2").exists()  # nothing partial written
