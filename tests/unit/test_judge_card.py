@@ -254,3 +254,12 @@ def test_aggregate_writes_judges_csv_beside_the_win_rates(tmp_path):
     (tmp_path / "stale.json").write_text(json.dumps(stale))
     assert main([*metrics, "--out-dir", str(tmp_path / "o2"), "--judge-cards", str(tmp_path / "stale.json")]) == 1
     assert not (tmp_path / "o2").exists()  # nothing partial written
+
+
+def test_local_llm_card_on_the_tiny_model(tiny_model_dir, tmp_path):
+    config = EvalConfig(judge="local-llm", judge_model=str(tiny_model_dir))
+    cache = VerdictCache(tmp_path / "j.sqlite")
+    result = build_card(config, records(6), JudgeCardConfig(n_boot=50), dataset="toy", cache=cache)
+    assert result["position_bias"]["value"] == pytest.approx(0.5)  # both orders averaged inside the judge
+    assert 0.0 <= result["agreement"]["value"] <= 1.0 and result["cost"]["judged_now"] == 12
+    assert len(result["judge"]["model_sha256"]) == 64 and "position bias is 0.5 by construction" in result["note"]
