@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from upo import paths
 from upo import sweeps
+from upo.evaluate import judge_card as _judge_card
 
 validate(config, "../schemas/config.schema.yaml")
 CONFIG = sweeps.deep_copy(config)
@@ -186,3 +187,25 @@ def frontier_args(wildcards):
 def output_folder(wildcards, output):
     """The folder of a rule's first output (where the aggregate and plot commands write)."""
     return os.path.dirname(output[0])
+
+
+# Judge cards: one per (dataset, judge) the experiment's runs are judged by.
+JUDGE_CARDS = {
+    (c["dataset"], c["judge"]): c for c in _judge_card.experiment_cards(CONFIG, RUNS)
+}
+
+
+def judge_card_files(wildcards=None):
+    return [f"results/{EXPERIMENT}/judges/{d}/{j}.json" for d, j in sorted(JUDGE_CARDS)]
+
+
+def judge_card_config(wildcards):
+    return json.dumps(JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"])
+
+
+def judge_card_model(wildcards):
+    """The local-LLM judge's weights are an input: new weights, new card."""
+    path = JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"]["eval"].get(
+        "judge_model"
+    )
+    return [path] if path else []

@@ -1,28 +1,5 @@
 # Judge cards: agreement with held-out labels, position and length bias, cost of every judge that
 # judges a run (logic in upo.evaluate.judge_card), once per (dataset, judge).
-from upo.evaluate import judge_card as _judge_card
-
-JUDGE_CARDS = {
-    (c["dataset"], c["judge"]): c for c in _judge_card.experiment_cards(CONFIG, RUNS)
-}
-
-
-def judge_card_files(wildcards=None):
-    return [f"results/{EXPERIMENT}/judges/{d}/{j}.json" for d, j in sorted(JUDGE_CARDS)]
-
-
-def judge_card_config(wildcards):
-    return json.dumps(JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"])
-
-
-def judge_card_model(wildcards):
-    """The local-LLM judge's weights are an input: new weights, new card."""
-    path = JUDGE_CARDS[(wildcards.dataset, wildcards.judge)]["config"]["eval"].get(
-        "judge_model"
-    )
-    return [path] if path else []
-
-
 rule judge_card:
     input:
         test="resources/data/{dataset}/test.jsonl",
