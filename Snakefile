@@ -34,6 +34,12 @@ include: "workflow/rules/judges.smk"
 include: "workflow/rules/aggregate.smk"
 
 
+# Checks that need the outside world (an API judge's key, a hub dataset's existence): once, before the
+# first job of a real run; never on a dry run, so any config's DAG builds anywhere.
+onstart:
+    checks.check_before_run(CONFIG)
+
+
 # The tidy table, the frontier numbers and the figures of this experiment.
 rule all:
     default_target: True

@@ -7,6 +7,7 @@ typo in a run file never silently falls back to a default. Defaults live only in
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -48,6 +49,33 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         raise ConfigError(f"{where or '<root>'}: {error}") from None
 
 
+def check_partial(cls: type, data: Any, where: str) -> None:
+    """Check the keys and types of a partial ``cls`` mapping (one level of overrides merged later).
+
+    Unknown keys and wrong types fail naming the dotted key; nothing is filled in and no cross-field
+    check runs (those run on the merged result with :func:`from_dict`).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]!r}; allowed keys here: {', '.join(sorted(fields))}")
+    for name, value in data.items():
+        section = dataclass_option(hints[name])
+        if section is not None and isinstance(value, dict):
+            check_partial(section, value, f"{where}.{name}")
+        else:
+            _convert(hints[name], value, f"{where}.{name}")
+
+
+def dataclass_option(tp: Any) -> type | None:
+    """The dataclass in a field type (``X`` or ``X | None``), or None when the field holds plain values."""
+    options = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return next((option for option in options if dataclasses.is_dataclass(option)), None)
+
+
 def to_dict(obj: Any) -> Any:
     """Inverse of :func:`from_dict` (plain dicts/lists/scalars, safe for YAML)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -59,9 +87,22 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def check_finite(value: Any, where: str = "") -> None:
+    """Reject NaN and infinity anywhere in ``value`` (YAML's ``.nan``/``.inf``), naming the dotted key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where or '<root>'}: {value!r} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{where}[{index}]")
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
+        check_finite(value, where)
         return value
     if origin in (Union, types.UnionType):
         options = get_args(tp)
@@ -97,6 +138,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             hint = " (write 1.0e-5, not 1e-5: YAML reads the latter as a string)" if isinstance(value, str) else ""
             raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
+        check_finite(value, where)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -1,81 +1,69 @@
 """From the experiment config (``config/*.yaml``) to the run table and each job's ``run.yaml``.
 
-Sweeps are expanded per entry of ``sweeps:`` (method x its models x its grid x its seeds): there is no
-accidental cross-product between one method's grid and another's. Every run of the table is resolved
-and validated (``RunConfig`` + the loss signature + the eval/ppo sections) when the DAG is built, so a
-bad hyperparameter fails in a second, before any job runs.
+Run settings are written with the names of ``RunConfig``'s sections (``model``, ``data``, ``optim``,
+``train``, ``eval``, ``ppo``) at three levels, each a partial override of the one before:
+
+    RunConfig defaults < experiment-wide sections < models.<size>.<section> < models.<size>.<stage>.<section>
+
+where ``<stage>`` is ``sft``, ``preference`` or ``reward_model``. The workflow then fills in what it owns
+(paths, identity tags, the loss from the method file, the sweep's beta and aux_weight) through one table
+per trainer (:data:`TRAINERS`). Sweeps are expanded per entry of ``sweeps:`` (method x its models x its
+grid x its seeds): there is no accidental cross-product between one method's grid and another's. Every
+run is resolved and validated when the DAG is built (:func:`upo.checks.validate_experiment`), so a bad
+value fails in a second, before any job.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from upo import paths
-from upo.config import LoraConfig, RunConfig
+from upo.config import RunConfig, package_file
 from upo.io import read_yaml, write_yaml
-from upo.strict import ConfigError, from_dict, to_dict
+from upo.strict import ConfigError, check_partial, dataclass_option, from_dict, to_dict
 
-GENERATED_PREFIX = "resources/default/"
-LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet", ".csv")
-METHODS_DIR = Path(__file__).resolve().parents[1] / "config" / "methods"
-
-
-@dataclass
-class StageConfig:
-    """Training settings of one stage (SFT, preference, reward model) for one model size."""
-
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1.0e-4
-    optimizer: Literal["adamw", "rmsprop"] = "adamw"
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0
-    max_train_pairs: int | None = None
-    checkpoint_every: int = 0
-
-
-@dataclass
-class ModelEntry:
-    sft: StageConfig = field(default_factory=StageConfig)
-    preference: StageConfig = field(default_factory=StageConfig)
-    reward_model: StageConfig = field(default_factory=StageConfig)
-    lora: LoraConfig | None = None
-    autocast_bf16: bool = False
-    max_length: int = 192
-    max_prompt_length: int = 128
-    threads: int | None = None
-    eval: dict[str, Any] = field(default_factory=dict)  # per-size overrides of the eval section
-    ppo: dict[str, Any] = field(default_factory=dict)  # per-size overrides of the ppo section
+GENERATED_PREFIX = "resources/default/"  # files made by rule generate_default_data
+LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet", ".csv")  # a source that is a file
+METHODS_DIR = package_file("methods")
+CONFIG_SCHEMA = str(package_file("schemas", "config.schema.yaml"))
+SECTIONS = ("model", "data", "optim", "train", "eval", "ppo")  # RunConfig sections an experiment sets
+STAGES = ("sft", "preference", "reward_model")
+# Fields the workflow fills in for every run; setting them in an experiment config is an error.
+WORKFLOW_OWNED = {
+    "model": {"name": "the model's key under models:", "path": "the base model or the SFT model"},
+    "data": {"train": "resources/data/<dataset>/train.jsonl", "test": "resources/data/<dataset>/test.jsonl"},
+    "ppo": {"kl_beta": "the sweep's beta"},
+}
 
 
 @dataclass
 class MethodFile:
-    """``config/methods/<method>.yaml``: what a method is, independent of any experiment."""
+    """``upo/methods/<method>.yaml``: what a method is, independent of any experiment."""
 
-    trainer: Literal["offline", "ppo"] = "offline"
-    loss: str = "dpo"
-    loss_kwargs: dict[str, Any] = field(default_factory=dict)
-    optimizer: Literal["adamw", "rmsprop"] | None = None
+    trainer: Literal["offline", "ppo"] = "offline"  # key of TRAINERS
+    loss: str | None = None  # key of the loss registry (offline trainer); None for trainers with their own objective
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)  # checked against the loss signature
     description: str = ""
 
 
 def load_method(name: str) -> MethodFile:
     path = METHODS_DIR / f"{name}.yaml"
-    if not path.exists():
+    if not path.is_file():
         known = ", ".join(sorted(p.stem for p in METHODS_DIR.glob("*.yaml")))
-        raise ConfigError(f"unknown method {name!r}: no {path.name} in config/methods (known: {known})")
+        raise ConfigError(f"sweeps: unknown method {name!r} (no upo/methods/{name}.yaml); known: {known}")
     try:
-        return from_dict(MethodFile, read_yaml(path))
+        spec = from_dict(MethodFile, read_yaml(path))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    TRAINERS[spec.trainer].check_method(spec, path)
+    return spec
 
 
 def run_table(config: dict) -> list[dict]:
@@ -100,6 +88,8 @@ def run_table(config: dict) -> list[dict]:
                     "sweep": index,
                 }
             )
+    if not rows:
+        raise ConfigError("sweeps: no run left (an empty seeds: list?); every sweep needs at least one seed")
     keys = [tuple(r[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")) for r in rows]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
@@ -107,99 +97,179 @@ def run_table(config: dict) -> list[dict]:
     return rows
 
 
-def model_entry(config: dict, model: str) -> ModelEntry:
+# ---------------------------------------------------------------------------------------------------
+# Run settings: partial overrides merged into RunConfig
+
+
+def _section_type(cls: type, name: str) -> type | None:
+    """The dataclass type of field ``name`` of ``cls`` (unwrapping ``X | None``), or None for a plain value."""
+    return dataclass_option(get_type_hints(cls)[name])
+
+
+def merge_settings(cls: type, base: dict, override: dict) -> dict:
+    """``override`` merged into ``base`` (both partial ``cls`` dicts): dataclass sections merge key by key,
+    values (numbers, lists, dicts such as ``aux_rewards``) and ``null`` replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        sub = _section_type(cls, key) if key in {f.name for f in dataclasses.fields(cls)} else None
+        if sub is not None and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(sub, merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _level_settings(level: dict, where: str) -> dict:
+    """The RunConfig sections of one level of the experiment config, checked key by key (partial)."""
+    settings = {}
+    for section in SECTIONS:
+        if section not in level or level[section] is None:
+            continue
+        value = level[section]
+        where_section = f"{where}.{section}" if where else section
+        owned = WORKFLOW_OWNED.get(section, {})
+        for key in value if isinstance(value, dict) else ():
+            if key in owned:
+                raise ConfigError(f"{where_section}.{key}: set by the workflow ({owned[key]}), not by the config")
+        check_partial(_section_type(RunConfig, section), value, where_section)
+        settings[section] = value
+    return settings
+
+
+def stage_settings(config: dict, model: str, stage: str) -> dict:
+    """Merged run settings of one model size and stage: experiment-wide < models.<size> < its stage."""
     if model not in config["models"]:
         raise ConfigError(f"model {model!r} is used but not defined under models: ({', '.join(config['models'])})")
-    return from_dict(ModelEntry, config["models"][model], f"models.{model}")
+    entry = config["models"][model] or {}
+    settings: dict = {}
+    levels = ((config, ""), (entry, f"models.{model}"), (entry.get(stage) or {}, f"models.{model}.{stage}"))
+    for level, where in levels:
+        settings = merge_settings(RunConfig, settings, _level_settings(level, where))
+    return settings
 
 
-def _common(config: dict, dataset: str, model: str, stage: StageConfig, entry: ModelEntry) -> dict:
+def stage_config(config: dict, model: str, stage: str) -> RunConfig:
+    """The typed settings of a stage (no workflow paths): what helpers such as thread counts read."""
+    settings = stage_settings(config, model, stage)
+    try:
+        return from_dict(RunConfig, settings)
+    except ConfigError as error:
+        raise ConfigError(f"models.{model}.{stage}: {error}") from None
+
+
+def _resolved(config: dict, dataset: str, model: str, stage: str, owned: dict) -> dict:
+    """Stage settings with the workflow-owned fields merged over them (plain data, not yet validated)."""
     data_dir = paths.data_dir(dataset)
-    return {
-        "data": {
-            "train": f"{data_dir}/train.jsonl",
-            "test": f"{data_dir}/test.jsonl",
-            "max_length": entry.max_length,
-            "max_prompt_length": entry.max_prompt_length,
-            "aux_rewards": dict(config.get("aux_rewards", {})),
-            "aux_normalisation": config.get("aux_normalisation", "zscore"),
-            "max_train_pairs": stage.max_train_pairs,
-        },
-        "optim": {
-            "optimizer": stage.optimizer,
-            "lr": stage.lr,
-            "warmup_steps": stage.warmup_steps,
-            "schedule": stage.schedule,
-        },
-        "train": {
-            "epochs": stage.epochs,
-            "max_steps": stage.max_steps,
-            "batch_size": stage.batch_size,
-            "grad_accum": stage.grad_accum,
-            "checkpoint_every": stage.checkpoint_every,
-            "threads": entry.threads,
-        },
-        "eval": {**config.get("eval", {}), **entry.eval},
-    }
+    owned = merge_settings(
+        RunConfig, {"data": {"train": f"{data_dir}/train.jsonl", "test": f"{data_dir}/test.jsonl"}}, owned
+    )
+    run = merge_settings(RunConfig, stage_settings(config, model, stage), owned)
+    run["model"]["name"] = model
+    run.setdefault("ppo", None)
+    return run
+
+
+def _check_trains(run: dict, model: str, stage: str) -> None:
+    train = from_dict(RunConfig, {"train": run.get("train", {})}).train
+    if not train.trains():
+        raise ConfigError(
+            f"models.{model}.{stage}: train.epochs is 0 and train.max_steps is not set, so the "
+            f"{run['method']} run would not train; set epochs >= 1 or max_steps"
+        )
 
 
 def resolve_sft(config: dict, dataset: str, model: str) -> dict:
     """run.yaml of the SFT stage (its result is the reference model of every preference run)."""
-    entry = model_entry(config, model)
     out = paths.sft_dir(dataset, model)
-    run = {
+    seed = int(config.get("sft_seed", 0))
+    owned = {
         "method": "sft",
-        "seed": int(config.get("sft_seed", 0)),
+        "seed": seed,
         "output_dir": out,
-        "tags": {
-            "dataset": dataset,
-            "model": model,
-            "method": "sft",
-            "beta": None,
-            "aux_weight": None,
-            "seed": int(config.get("sft_seed", 0)),
-        },
-        "model": {
-            "name": model,
-            "path": paths.base_model_dir(model),
-            "lora": to_dict(entry.lora),
-            "autocast_bf16": entry.autocast_bf16,
-        },
+        "tags": {"dataset": dataset, "model": model, "method": "sft", "beta": None, "aux_weight": None, "seed": seed},
+        "model": {"path": paths.base_model_dir(model)},
         "reference": {"path": f"{out}/model"},
         "loss": {"name": "sft", "kwargs": {}},
-        **_common(config, dataset, model, entry.sft, entry),
+        "ppo": None,
     }
-    return validated(run)
+    return validated(_resolved(config, dataset, model, "sft", owned))
 
 
 def resolve_reward_model(config: dict, dataset: str, model: str) -> dict:
-    entry = model_entry(config, model)
-    run = {
+    owned = {
         "method": "reward-model",
         "seed": int(config.get("sft_seed", 0)),
         "output_dir": paths.reward_model_dir(dataset, model),
         "tags": {"dataset": dataset, "model": model, "method": "reward-model"},
-        "model": {
-            "name": model,
-            "path": f"{paths.sft_dir(dataset, model)}/model",
-            "autocast_bf16": entry.autocast_bf16,
-        },
+        "model": {"path": f"{paths.sft_dir(dataset, model)}/model"},
         "loss": {"name": "bradley_terry", "kwargs": {}},
-        **_common(config, dataset, model, entry.reward_model, entry),
+        "ppo": None,
     }
+    run = _resolved(config, dataset, model, "reward_model", owned)
+    _check_trains(run, model, "reward_model")
     return validated(run)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Trainers: where each puts the sweep's beta and aux_weight, and what else it needs
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """How a trainer family turns a method file and a sweep point into run sections."""
+
+    command: str  # python -m upo <command> RUN.yaml
+    uses_loss_registry: bool  # the method file names a registered loss (else the trainer has its own)
+    place_sweep: Callable[[dict, MethodFile, float, float, str, str], None]  # fills the run in place
+
+    def check_method(self, spec: MethodFile, path) -> None:
+        if self.uses_loss_registry and not spec.loss:
+            raise ConfigError(f"{path}: trainer {spec.trainer!r} needs loss: (a key of the loss registry)")
+        if not self.uses_loss_registry and (spec.loss or spec.loss_kwargs):
+            raise ConfigError(f"{path}: trainer {spec.trainer!r} has its own objective; remove loss and loss_kwargs")
+
+
+def _offline_sweep(run: dict, spec: MethodFile, beta: float, weight: float, dataset: str, model: str) -> None:
+    """beta and aux_weight become loss keywords (when the loss has them); reference log-probs are cached."""
+    from upo.losses import LOSSES
+
+    kwargs = dict(spec.loss_kwargs)
+    hyper = LOSSES.get(spec.loss).hyperparameters()
+    if "beta" in hyper:
+        kwargs["beta"] = beta
+    if "aux_weight" in hyper:
+        kwargs["aux_weight"] = weight
+    elif weight != 0:
+        raise ConfigError(
+            f"sweeps: method {run['method']!r} (loss {spec.loss}) has no aux weight; use aux_weight: [0]"
+        )
+    run["loss"] = {"name": spec.loss, "kwargs": kwargs}
+    run["reference"]["logps_cache"] = paths.ref_logps_path(dataset, model)
+    run["ppo"] = None
+    _check_trains(run, model, "preference")
+
+
+def _ppo_sweep(run: dict, spec: MethodFile, beta: float, weight: float, dataset: str, model: str) -> None:
+    """beta is the per-token KL coefficient; aux_weight scales the designer weights:
+    reward = rm_weight * RM score + aux_weight * sum_k c_k norm_k(r_k)."""
+    run["loss"] = None
+    run["reward_model"] = f"{paths.reward_model_dir(dataset, model)}/model"
+    run["ppo"] = {**(run.get("ppo") or {}), "kl_beta": beta}
+    aux = run.get("data", {}).get("aux_rewards", {})
+    run["data"]["aux_rewards"] = {name: weight * value for name, value in aux.items()}
+
+
+TRAINERS: dict[str, Trainer] = {
+    "offline": Trainer(command="train", uses_loss_registry=True, place_sweep=_offline_sweep),
+    "ppo": Trainer(command="train-ppo", uses_loss_registry=False, place_sweep=_ppo_sweep),
+}
+
+
 def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> dict:
-    """run.yaml of one preference run (offline or PPO)."""
-    entry = model_entry(config, model)
+    """run.yaml of one preference run (any trainer)."""
     spec = load_method(method)
     sft_model = f"{paths.sft_dir(dataset, model)}/model"
-    beta_value, weight_value = float(beta), float(aux_weight)
-    common = _common(config, dataset, model, entry.preference, entry)
-    if spec.optimizer:
-        common["optim"]["optimizer"] = spec.optimizer
-    run = {
+    owned = {
         "method": method,
         "seed": int(seed),
         "output_dir": paths.run_dir(dataset, model, method, beta, aux_weight, seed),
@@ -207,91 +277,50 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
             "dataset": dataset,
             "model": model,
             "method": method,
-            "beta": beta_value,
-            "aux_weight": weight_value,
+            "beta": float(beta),
+            "aux_weight": float(aux_weight),
             "seed": int(seed),
         },
-        "model": {"name": model, "path": sft_model, "lora": to_dict(entry.lora), "autocast_bf16": entry.autocast_bf16},
-        "reference": {"path": sft_model, "logps_cache": paths.ref_logps_path(dataset, model)},
-        **common,
+        "model": {"path": sft_model},
+        "reference": {"path": sft_model},
     }
-    if spec.trainer == "ppo":
-        run["loss"] = {"name": "ppo", "kwargs": {}}
-        run["reward_model"] = f"{paths.reward_model_dir(dataset, model)}/model"
-        run["ppo"] = {**config.get("ppo", {}), **entry.ppo}
-        # aux_weight scales the designer weights: reward = RM score + aux_weight * sum_k c_k norm_k(r_k)
-        run["data"]["aux_rewards"] = {k: weight_value * v for k, v in run["data"]["aux_rewards"].items()}
-        run["reference"]["logps_cache"] = ""
-    else:
-        from upo.losses import LOSSES
-
-        kwargs = dict(spec.loss_kwargs)
-        hyper = LOSSES.get(spec.loss).hyperparameters()
-        if "beta" in hyper:
-            kwargs["beta"] = beta_value
-        if "aux_weight" in hyper:
-            kwargs["aux_weight"] = weight_value
-        elif weight_value != 0:
-            raise ConfigError(f"sweeps: method {method!r} (loss {spec.loss}) has no aux weight; use aux_weight: [0]")
-        run["loss"] = {"name": spec.loss, "kwargs": kwargs}
+    run = _resolved(config, dataset, model, "preference", owned)
+    TRAINERS[spec.trainer].place_sweep(run, spec, float(beta), float(aux_weight), dataset, model)
     return validated(run)
 
 
 def validated(run: dict) -> dict:
-    """Type-check the run (RunConfig, loss kwargs, eval and ppo sections); return it as plain data."""
-    from upo.evaluate.evaluation import EvalConfig
+    """Type-check the run (RunConfig with every section, loss keywords); return it as plain data."""
     from upo.losses import get_loss
 
     where = run.get("output_dir", "run")
     try:
         config = from_dict(RunConfig, run)
-        if run["loss"]["name"] != "ppo":
+        if config.loss is not None:
             get_loss(config.loss.name, **config.loss.kwargs)
-        from_dict(EvalConfig, config.eval, "eval")
-        if config.ppo is not None:
-            from upo.train.ppo import PPOConfig
-
-            from_dict(PPOConfig, config.ppo, "ppo")
     except (ConfigError, ValueError, KeyError) as error:
         raise ConfigError(f"{where}: {error}") from None
     return to_dict(config)
-
-
-def validate_experiment(config: dict) -> list[dict]:
-    """Resolve every job of the experiment; the first bad value raises naming the key."""
-    from upo.models.loading import MODEL_TABLE
-
-    for model in config["models"]:
-        paths.check_name("model", model)
-        if model not in MODEL_TABLE:
-            raise ConfigError(f"models.{model}: not in the model table (known: {', '.join(sorted(MODEL_TABLE))})")
-    for dataset, entry in config["datasets"].items():
-        paths.check_name("dataset", dataset)
-        for key in ("source", "test_from"):
-            source = entry.get(key, "")
-            generated = source.startswith(GENERATED_PREFIX)  # made by rule generate_default_data
-            if source.endswith(LOCAL_SUFFIXES) and not generated and not Path(source).exists():
-                raise ConfigError(f"datasets.{dataset}.{key}: file {source!r} not found")
-    table = run_table(config)
-    for row in table:
-        resolve_sft(config, row["dataset"], row["model"])
-        resolve_run(config, **{k: row[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")})
-        if load_method(row["method"]).trainer == "ppo":
-            resolve_reward_model(config, row["dataset"], row["model"])
-    return table
 
 
 def main_write_run_config(argv: list[str]) -> int:
     """``python -m upo write-run-config --json RUN_JSON --out run.yaml``: write a resolved run.
 
     The workflow resolves the run when it builds the DAG (``resolve_*`` above, so a changed setting
-    reruns the job) and passes it here; this re-validates it and writes it atomically.
+    reruns the job) and passes it here; this re-validates it (unknown keys, types, loss keywords) and
+    writes it atomically.
     """
     parser = argparse.ArgumentParser(prog="python -m upo write-run-config")
     parser.add_argument("--json", required=True, help="the resolved run config as a JSON object")
     parser.add_argument("--out", required=True, help="path of run.yaml")
     args = parser.parse_args(argv)
-    write_yaml(args.out, json.loads(args.json))
+    try:
+        run = json.loads(args.json)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--json: not a JSON object ({error})") from None
+    if not isinstance(run, dict):
+        raise ConfigError(f"--json: expected a JSON object, got {type(run).__name__}")
+    write_yaml(args.out, validated(run))
     return 0
 
 

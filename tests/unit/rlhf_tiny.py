@@ -96,7 +96,12 @@ def write_run(tmp: Path, method: str, **sections) -> Path:
         "output_dir": str(tmp / "runs" / method),
         "model": {"name": "tiny", "path": str(policy)},
         "reference": {"path": str(policy)},
-        "data": {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl"), "max_length": 48},
+        "data": {
+            "train": str(data / "train.jsonl"),
+            "test": str(data / "test.jsonl"),
+            "max_length": 48,
+            "max_prompt_length": 24,
+        },
         "train": {"batch_size": 16, "threads": 1},
     }
     for key, value in sections.items():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tests.unit.test_generation import write_run
-from upo.evaluate.evaluation import EvalConfig, evaluate_run, load_eval_config, mean_se, sequence_kl, validate_metrics
+from upo.config import EvalConfig, load_eval_config
+from upo.evaluate.evaluation import evaluate_run, mean_se, sequence_kl, validate_metrics
 from upo.io import read_jsonl
 from upo.strict import ConfigError, from_dict
 

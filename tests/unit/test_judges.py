@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from upo.evaluate import judges
-from upo.evaluate.evaluation import EvalConfig
+from upo.config import EvalConfig
 
 
 def rows(outputs: list[str], generator: str = "model") -> list[dict]:

@@ -9,24 +9,21 @@ import pytest
 import torch
 
 from tests.unit.rlhf_tiny import build_policy, positive_share, write_run
-from upo.config import load_run_config
+from upo.config import PPOConfig, load_run_config
 from upo.strict import ConfigError, from_dict
-from upo.train.ppo import PPOConfig, forward_response, ppo_config, response_mask, rollout, train_ppo
+from upo.train.ppo import forward_response, ppo_config, response_mask, rollout, train_ppo
 
 
-def test_ppo_config_is_strict_and_takes_beta_from_tags(tmp_path):
+def test_ppo_config_is_strict_and_beta_is_an_ordinary_field(tmp_path):
     with pytest.raises(ConfigError, match="clip_rnage"):
         from_dict(PPOConfig, {"clip_rnage": 0.1}, "ppo")
     with pytest.raises(ConfigError, match="ppo.ppo_epochs"):
         from_dict(PPOConfig, {"ppo_epochs": 0}, "ppo")
-    run = load_run_config(write_run(tmp_path, "ppo", tags={"beta": 0.05}, ppo={"total_steps": 3}))
+    run = load_run_config(write_run(tmp_path, "ppo", tags={"beta": 0.05}, ppo={"total_steps": 3, "kl_beta": 0.2}))
     config, beta = ppo_config(run)
-    assert config.total_steps == 3 and beta == 0.05
-    run = load_run_config(write_run(tmp_path, "ppo", tags={"beta": 0.05}, ppo={"kl_beta": 0.2}))
-    assert ppo_config(run)[1] == 0.2
-    run = load_run_config(write_run(tmp_path, "ppo", tags={}, ppo={}))
-    with pytest.raises(ConfigError, match="kl_beta"):
-        ppo_config(run)
+    assert config.total_steps == 3 and beta == 0.2  # the identity tags are never read
+    run = load_run_config(write_run(tmp_path, "ppo", tags={"beta": 0.05}, ppo={}))
+    assert ppo_config(run)[1] == PPOConfig().kl_beta
 
 
 def test_response_mask_keeps_tokens_through_first_eos():
@@ -78,8 +75,7 @@ def test_ppo_raises_a_toy_reward(tmp_path):
     config_path = write_run(
         tmp_path,
         "ppo",
-        tags={"beta": 0.01},
-        ppo={"total_steps": 30, "rollouts_per_step": 16, "max_new_tokens": 8, "mini_batch_size": 8},
+        ppo={"kl_beta": 0.01, "total_steps": 30, "rollouts_per_step": 16, "max_new_tokens": 8, "mini_batch_size": 8},
         optim={"lr": 3.0e-3},
     )
     out = tmp_path / "out"
@@ -111,11 +107,17 @@ def test_cli_end_to_end_with_reward_model_aux_and_lora(tmp_path, monkeypatch):
     ppo_yaml = write_run(
         tmp_path,
         "ppo",
-        tags={"beta": 0.1},
         reward_model=str(tmp_path / "runs" / "rm" / "model"),
         model={"lora": {"r": 4, "alpha": 8}},
         data={"aux_rewards": {"share": 0.5}},
-        ppo={"total_steps": 2, "rollouts_per_step": 4, "max_new_tokens": 6, "mini_batch_size": 2, "ppo_epochs": 2},
+        ppo={
+            "kl_beta": 0.1,
+            "total_steps": 2,
+            "rollouts_per_step": 4,
+            "max_new_tokens": 6,
+            "mini_batch_size": 2,
+            "ppo_epochs": 2,
+        },
     )
     assert upo_main(["train-ppo", str(ppo_yaml)]) == 0
     out = tmp_path / "runs" / "ppo"

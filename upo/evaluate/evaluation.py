@@ -3,7 +3,7 @@
 ``python -m upo evaluate RUN_DIR`` (or :func:`evaluate_run`) needs ``RUN_DIR/generations.jsonl``
 from ``python -m upo generate RUN_DIR``. It writes two files atomically:
 
-- ``metrics.json``: one object validating against ``workflow/schemas/metrics.schema.yaml`` (the
+- ``metrics.json``: one object validating against ``upo/schemas/metrics.schema.yaml`` (the
   contract with ``upo.report.aggregate``): win rate (AlpacaEval, ``upo.evaluate.judges``), auxiliary reward means
   in [0, 1] (``upo.rewards.scorers``), response length, sequence KL(policy || reference) on the policy's own
   samples, lm-eval task scores (``upo.evaluate.lmeval``), training cost, and a provenance manifest.
@@ -17,22 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
+from upo.config import EvalConfig, load_eval_config, package_file
 from upo.evaluate.verdict_cache import DEFAULT_PATH as VERDICT_CACHE_PATH
 from upo.evaluate.verdict_cache import VerdictCache
 from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, write_jsonl
 from upo.report.stats import mean_se  # the project's one mean ± SE (n = 1: SE NaN)
-from upo.strict import ConfigError, from_dict, to_dict
+from upo.strict import ConfigError, to_dict
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
+SCHEMA_PATH = package_file("schemas", "metrics.schema.yaml")
 # Packages whose versions go into every manifest (those installed).
 MANIFEST_PACKAGES = (
     "torch",
@@ -50,46 +49,6 @@ MANIFEST_PACKAGES = (
     "numpy",
     "pandas",
 )
-
-
-@dataclass
-class EvalConfig:
-    """The ``eval:`` section of run.yaml; shared by all runs of a table so results are paired."""
-
-    max_prompts: int | None = None  # seeded subset of data.test stratified over clusters (None: all)
-    temperature: float = 1.0  # sampling temperature (0: greedy)
-    top_p: float = 1.0  # nucleus sampling mass
-    max_new_tokens: int = 48  # cap on sampled response tokens
-    batch_size: int = 32  # prompts per generate call; also the KL forward batch
-    seed: int = 0  # evaluation seed, the same for every run so differences are paired
-    judge: str = "oracle"  # "oracle" | "local-llm" | an AlpacaEval annotator config name
-    oracle_reward: str = "sentiment"  # upo.rewards.scorers name the oracle judge scores with
-    oracle_temperature: float = 0.0  # soft preference sigmoid(gap / T) on [0, 1] scores; 0 = hard
-    judge_model: str = ""  # HF folder of the local-llm judge
-    reference: Literal["dataset_chosen", "sft_samples"] = "dataset_chosen"  # what outputs are compared with
-    aux_rewards: list[str] = field(default_factory=lambda: ["readability"])  # upo.rewards.scorers names to report
-    kl: bool = True  # sequence KL(policy || reference model) on the policy's own samples
-    lm_eval_tasks: list[str] = field(default_factory=list)  # lm-eval task names (e.g. upo_pref_acc)
-    lm_eval_limit: int | None = None  # documents per lm-eval task (None: all)
-    lm_eval_include_path: str = "evaluations/tasks"  # folder of our task YAMLs (relative: repo root)
-
-    def __post_init__(self) -> None:
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise ConfigError("eval.max_prompts: must be >= 1 or null")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError("eval.temperature must be >= 0 and eval.top_p in (0, 1]")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ConfigError("eval.max_new_tokens and eval.batch_size must be >= 1")
-        if self.oracle_temperature < 0:
-            raise ConfigError("eval.oracle_temperature: must be >= 0")
-
-
-def load_eval_config(run_config, where: str | Path = "run.yaml") -> EvalConfig:
-    """Type the run config's ``eval`` dict; errors name the file and key."""
-    try:
-        return from_dict(EvalConfig, run_config.eval, where="eval")
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
 
 
 @torch.no_grad()

@@ -209,8 +209,7 @@ def eval_records(run_config, eval_config) -> list[dict]:
 
 def generate_run(run_dir: str | Path) -> Path:
     """Sample the run's model on its test prompts and write ``RUN_DIR/generations.jsonl``."""
-    from upo.config import load_run_config
-    from upo.evaluate.evaluation import load_eval_config
+    from upo.config import load_eval_config, load_run_config
     from upo.evaluate.judges import check_judge_available
 
     run_dir = Path(run_dir)

@@ -35,7 +35,7 @@ from upo.io import sha256_dir, sha256_file, sha256_text
 from upo.registry import Registry
 
 if TYPE_CHECKING:
-    from upo.evaluate.evaluation import EvalConfig
+    from upo.config import EvalConfig
 
 # Prompt template given to AlpacaEval for our in-process judges. It is a transport format, not a
 # judging prompt: the callable splits it back into its three fields.

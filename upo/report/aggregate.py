@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from upo.config import package_file
 from upo.io import read_jsonl, read_yaml, sha256_text, write_text
 from upo.report.stats import mean_se
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "metrics.schema.yaml"
+SCHEMA_PATH = package_file("schemas", "metrics.schema.yaml")
 POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]  # one sweep point
 KEY_COLUMNS = [*POINT_COLUMNS, "seed"]  # one run
 SFT_METHOD = "sft"

@@ -10,17 +10,16 @@ the gradient equals the single-process one). Batching and ``max_steps`` rules: `
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from upo.config import RunConfig, load_run_config, save_run_config
+from upo.config import RunConfig, check_training_inputs, save_run_config
+from upo.config.overrides import overridden_run
 from upo.io import atomic_path, write_json
 from upo.models.heads import autocast
-from upo.strict import ConfigError, from_dict
 from upo.train.checkpoint import load_checkpoint, save_checkpoint
 from upo.train.inputs import PairData
 from upo.train.optim import peak_memory_mb
@@ -176,36 +175,15 @@ def heldout_metrics(session: TrainingSession, heldout: PairData, batch_size: int
     return {f"eval/{name}": total / len(heldout.pairs) for name, total in sums.items()}
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``a.b=value`` overrides (value parsed as YAML); the dataclasses then type-check them."""
-    import yaml
-
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return data
-
-
 def main(argv: list[str]) -> int:
-    """``python -m upo train RUN.yaml [key=value ...]``."""
-    from upo.io import read_yaml
-
+    """``python -m upo train RUN.yaml [key=value ... --out DIR]``."""
     parser = argparse.ArgumentParser(prog="python -m upo train", description=__doc__.splitlines()[0])
     parser.add_argument("run_yaml", help="resolved run config (run.yaml)")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1.0e-5")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1.0e-5 (need --out)")
+    parser.add_argument("--out", help="new run folder for an overridden run; its run.yaml records the overrides")
     args = parser.parse_args(argv)
-    if not os.path.exists(args.run_yaml):
-        parser.error(f"run config not found: {args.run_yaml}")
-    if args.overrides:
-        cfg = from_dict(RunConfig, apply_overrides(read_yaml(args.run_yaml), args.overrides))
-    else:
-        cfg = load_run_config(args.run_yaml)
+    cfg = overridden_run(args.run_yaml, args.overrides, args.out)
+    check_training_inputs(cfg, args.run_yaml)
     if not cfg.output_dir:
         cfg.output_dir = str(Path(args.run_yaml).parent)
     summary = train(cfg)

@@ -23,13 +23,12 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from upo.config import RunConfig, load_run_config
+from upo.config import PPOConfig, RunConfig, check_training_inputs, load_run_config
 from upo.data.batching import format_prompt
 from upo.io import atomic_path, read_jsonl, write_json
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
@@ -37,7 +36,7 @@ from upo.models.heads import ValueHead, autocast, pick_device
 from upo.models.loading import load_model, merge_and_save
 from upo.models.logps import selective_log_softmax
 from upo.rewards.normalise import AuxNormaliser
-from upo.strict import ConfigError, from_dict
+from upo.strict import ConfigError
 from upo.train.optim import build_optimizer, peak_memory_mb, set_seed
 from upo.train.reward_model import load_reward_model, resolve_output_dir, score
 from upo.train.step import optimizer_step
@@ -47,45 +46,10 @@ from upo.train.trainlog import MetricsLogger
 RewardFn = Callable[[list[list[dict]], list[str]], "torch.Tensor | list[float]"]
 
 
-@dataclass
-class PPOConfig:
-    """The ``ppo:`` section of a PPO run.yaml (every other setting comes from the shared sections)."""
-
-    rollouts_per_step: int = 16  # prompts sampled per PPO step, one response each (the rollout batch)
-    max_new_tokens: int = 48  # cap on sampled response tokens
-    temperature: float = 1.0  # sampling temperature; log-probs are computed at the same temperature
-    ppo_epochs: int = 4  # optimisation passes over each rollout batch
-    mini_batch_size: int = 8  # rollouts per gradient step inside an epoch
-    clip_range: float = 0.2  # eps of the clipped surrogate (PPO, Schulman et al. 2017, Eq. 7)
-    clip_range_value: float = 0.2  # eps_v of the clipped value loss
-    vf_coef: float = 0.1  # weight of the value loss in the total loss
-    gamma: float = 1.0  # discount; 1 = undiscounted, the RLHF convention
-    lam: float = 0.95  # GAE lambda (Schulman et al. 2016, Eq. 16)
-    kl_beta: float | None = None  # per-token KL penalty to the reference; None: the run's tags.beta
-    whiten_rewards: bool = False  # rescale per-token rewards by their batch std (mean kept) before GAE
-    whiten_advantages: bool = True  # standardise advantages over the rollout batch
-    total_steps: int = 100  # PPO steps (rollout batches) in the run
-    rm_weight: float = 1.0  # weight of the reward-model score in the sequence reward (0: aux only)
-
-    def __post_init__(self) -> None:
-        for name in ("rollouts_per_step", "max_new_tokens", "ppo_epochs", "mini_batch_size", "total_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ppo.{name}: must be >= 1")
-        if self.temperature <= 0:
-            raise ConfigError("ppo.temperature: must be > 0")
-        if self.kl_beta is not None and self.kl_beta < 0:
-            raise ConfigError("ppo.kl_beta: must be >= 0")
-        if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
-            raise ConfigError("ppo.gamma and ppo.lam: must be in [0, 1]")
-
-
 def ppo_config(run: RunConfig) -> tuple[PPOConfig, float]:
-    """Typed ``ppo:`` section and the resolved KL beta (``ppo.kl_beta``, else ``tags.beta``)."""
-    config = from_dict(PPOConfig, run.ppo or {}, "ppo")
-    beta = config.kl_beta if config.kl_beta is not None else run.tags.get("beta")
-    if beta is None:
-        raise ConfigError("ppo.kl_beta: not set and run.yaml has no tags.beta to take it from")
-    return config, float(beta)
+    """Typed ``ppo:`` section (defaults when absent) and its KL beta ``ppo.kl_beta``."""
+    config = run.ppo if run.ppo is not None else PPOConfig()
+    return config, config.kl_beta
 
 
 def response_mask(response: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -356,6 +320,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("config", help="run.yaml (upo.config.RunConfig with a ppo: section)")
     args = parser.parse_args(argv)
     run = load_run_config(args.config)
+    check_training_inputs(run, args.config)
     output_dir = resolve_output_dir(run, args.config)
     summary = train_ppo(run, output_dir)
     print(f"train-ppo: {summary['steps']} steps in {summary['wall_s']:.1f}s -> {output_dir / 'model'}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from upo.config import RunConfig, load_run_config
+from upo.config import RunConfig, check_training_inputs, load_run_config
 from upo.data.batching import encode_response, format_prompt
 from upo.models.heads import autocast, torch_dtype
 from upo.models.logps import pad_right
@@ -107,6 +107,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("config", help="run.yaml (upo.config.RunConfig)")
     args = parser.parse_args(argv)
     run = load_run_config(args.config)
+    check_training_inputs(run, args.config)
     if "sequence_scores" not in LOSSES.get(run.loss.name).needs:
         raise ConfigError(
             f"{args.config}: loss.name {run.loss.name!r} does not train a reward model (bradley_terry does)"

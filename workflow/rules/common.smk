@@ -5,15 +5,17 @@ import re
 
 from snakemake.utils import validate
 
+from upo import checks
 from upo import paths
 from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
+from upo.strict import check_finite
 
-validate(config, "../schemas/config.schema.yaml")
+check_finite(sweeps.deep_copy(config))  # .nan / .inf anywhere, named by key, before the schema
+validate(config, sweeps.CONFIG_SCHEMA)  # the schema is package data (upo/schemas)
 CONFIG = sweeps.deep_copy(config)
-RUNS = sweeps.validate_experiment(
-    CONFIG
-)  # every run resolved and type-checked before any job
+# every name checked against its registry, every run resolved and type-checked, before any job
+RUNS = checks.validate_experiment(CONFIG)
 EXPERIMENT = CONFIG["name"]
 OFFLINE_METHODS = sorted(
     {r["method"] for r in RUNS if sweeps.load_method(r["method"]).trainer == "offline"}
@@ -65,24 +67,29 @@ def final_targets():
 
 
 def plot_files():
-    names = [
-        f"frontier_{aux}" for aux in CONFIG["eval"].get("aux_rewards", ["readability"])
-    ]
+    aux = sorted({a for _, e in checks.eval_sections(CONFIG) for a in e.aux_rewards})
+    names = [f"frontier_{a}" for a in aux]
     names += ["reward_vs_kl", "cost", "judges"]
     return [f"results/{EXPERIMENT}/{n}.{ext}" for n in names for ext in ("png", "pdf")]
 
 
-def resource(kind, key):
-    """Per-rule-kind resources from the config's resources: block (nothing cluster-specific here)."""
+def job_resources(kind):
+    """Job resources of a kind of job (default, train, evaluate), from the config's resources block."""
     table = CONFIG.get("resources", {})
     defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "slurm_partition": ""}
-    return table.get(kind, {}).get(
-        key, table.get("default", {}).get(key, defaults[key])
-    )
+    return {
+        key: table.get(kind, {}).get(key, table.get("default", {}).get(key, value))
+        for key, value in defaults.items()
+    }
 
 
-def model_threads(wildcards):
-    return CONFIG["models"][wildcards.model].get("threads") or 1
+def stage_threads(stage):
+    """Threads of a training rule: the stage's train.threads of the job's model size (1 when unset)."""
+
+    def threads(wildcards):
+        return sweeps.stage_config(CONFIG, wildcards.model, stage).train.threads or 1
+
+    return threads
 
 
 def dataset_inputs(wildcards):
@@ -138,21 +145,16 @@ def preference_run_config(wildcards):
 
 def model_lengths(wildcards):
     """Tokenisation (and the train-pair cap) of the reference cache: the same as the runs use."""
-    entry = sweeps.model_entry(CONFIG, wildcards.model)
-    args = (
-        f"--max-length {entry.max_length} --max-prompt-length {entry.max_prompt_length}"
-    )
-    if entry.preference.max_train_pairs:
-        args += f" --train-pairs {entry.preference.max_train_pairs}"
+    data = sweeps.stage_config(CONFIG, wildcards.model, "preference").data
+    args = f"--max-length {data.max_length} --max-prompt-length {data.max_prompt_length}"
+    if data.max_train_pairs:
+        args += f" --train-pairs {data.max_train_pairs}"
     return args
 
 
 def model_autocast(wildcards):
-    return (
-        "--autocast-bf16"
-        if CONFIG["models"][wildcards.model].get("autocast_bf16")
-        else ""
-    )
+    model = sweeps.stage_config(CONFIG, wildcards.model, "preference").model
+    return "--autocast-bf16" if model.autocast_bf16 else ""
 
 
 def base_model_inputs(wildcards):

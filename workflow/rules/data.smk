@@ -14,9 +14,7 @@ rule prepare_model:
     conda:
         "../envs/upo.yaml"
     resources:
-        mem_mb=resource("default", "mem_mb"),
-        runtime=resource("default", "runtime"),
-        slurm_partition=resource("default", "slurm_partition"),
+        **job_resources("default"),
     shell:
         "python -m upo prepare-model {wildcards.model} --out {output} > {log} 2>&1"
 
@@ -36,9 +34,7 @@ rule generate_default_data:
         "../envs/upo.yaml"
     threads: 1
     resources:
-        mem_mb=resource("default", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        slurm_partition=resource("default", "slurm_partition"),
+        **job_resources("train"),
     shell:
         "python -m upo generate-default-data --out-dir resources/default > {log} 2>&1"
 
@@ -58,9 +54,7 @@ rule prepare_dataset:
     conda:
         "../envs/upo.yaml"
     resources:
-        mem_mb=resource("default", "mem_mb"),
-        runtime=resource("default", "runtime"),
-        slurm_partition=resource("default", "slurm_partition"),
+        **job_resources("default"),
     params:
         args=prepare_args,
     shell:

@@ -16,10 +16,7 @@ rule generate:
         "../envs/upo.yaml"
     threads: 1
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        slurm_partition=resource("evaluate", "slurm_partition"),
+        **job_resources("evaluate"),
     shell:
         "python -m upo generate {wildcards.rundir} > {log} 2>&1"
 
@@ -41,9 +38,6 @@ rule evaluate:
         "../envs/upo.yaml"
     threads: 1
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        slurm_partition=resource("evaluate", "slurm_partition"),
+        **job_resources("evaluate"),
     shell:
         "python -m upo evaluate {wildcards.rundir} > {log} 2>&1"

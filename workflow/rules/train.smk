@@ -38,12 +38,9 @@ rule train_sft:
         "benchmarks/results/sft/{dataset}/{model}/train.tsv"
     conda:
         "../envs/upo.yaml"
-    threads: model_threads
+    threads: stage_threads("sft")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        slurm_partition=resource("train", "slurm_partition"),
+        **job_resources("train"),
     shell:
         "python -m upo train {input.cfg} > {log} 2>&1"
 
@@ -62,12 +59,9 @@ rule ref_logps:
         "benchmarks/results/ref_logps/{dataset}/{model}.tsv"
     conda:
         "../envs/upo.yaml"
-    threads: model_threads
+    threads: stage_threads("preference")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        slurm_partition=resource("train", "slurm_partition"),
+        **job_resources("train"),
     params:
         lengths=model_lengths,
         autocast=model_autocast,
@@ -105,12 +99,9 @@ rule train_reward_model:
         "benchmarks/results/reward_model/{dataset}/{model}/train.tsv"
     conda:
         "../envs/upo.yaml"
-    threads: model_threads
+    threads: stage_threads("reward_model")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        slurm_partition=resource("train", "slurm_partition"),
+        **job_resources("train"),
     shell:
         "python -m upo train-rm {input.cfg} > {log} 2>&1"
 
@@ -149,12 +140,9 @@ rule train_offline:
         method="|".join(OFFLINE_METHODS) or NO_METHOD,
     conda:
         "../envs/upo.yaml"
-    threads: model_threads
+    threads: stage_threads("preference")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        slurm_partition=resource("train", "slurm_partition"),
+        **job_resources("train"),
     shell:
         "python -m upo train {input.cfg} > {log} 2>&1"
 
@@ -179,11 +167,8 @@ rule train_ppo:
         method="|".join(PPO_METHODS) or NO_METHOD,
     conda:
         "../envs/upo.yaml"
-    threads: model_threads
+    threads: stage_threads("preference")
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        slurm_partition=resource("train", "slurm_partition"),
+        **job_resources("train"),
     shell:
         "python -m upo train-ppo {input.cfg} > {log} 2>&1"
