@@ -10,7 +10,7 @@ import yaml
 from upo import paths
 from upo.config import RunConfig
 from upo.strict import ConfigError, from_dict
-from upo.sweeps import load_method, resolve_run, run_table
+from upo.sweeps import METHODS_DIR, load_method, resolve_run, run_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_resolved_run_carries_sweep_values_into_the_loss():
     run = resolve_run(sweep_config(), "default", "pico", "upo", "0.1", "2", 1)
     assert run["loss"]["name"] == "upo"
     assert run["loss"]["kwargs"]["beta"] == 0.1 and run["loss"]["kwargs"]["aux_weight"] == 2.0
-    assert run["loss"]["kwargs"]["tau"] == 0.7  # from config/methods/upo.yaml
+    assert run["loss"]["kwargs"]["tau"] == 0.7  # from upo/methods/upo.yaml
     assert run["reference"]["logps_cache"] == "results/ref_logps/default/pico.pt"
     assert run["output_dir"] == "results/runs/default/pico/upo/beta~0.1/w~2/seed~1"
     assert run["tags"] == {
@@ -106,20 +106,21 @@ def test_dpo_with_an_aux_weight_is_refused():
         resolve_run(sweep_config(), "default", "pico", "dpo", "0.1", "1", 0)
 
 
-def test_ppo_run_scales_designer_weights_and_takes_beta_from_tags():
+def test_ppo_run_scales_designer_weights_and_puts_beta_in_its_ppo_section():
     run = resolve_run(sweep_config(), "default", "pico", "ppo", "0.05", "2", 0)
     assert run["data"]["aux_rewards"] == {"readability": 2.0}
     assert run["reward_model"] == "results/reward_model/default/pico/model"
-    assert run["tags"]["beta"] == 0.05
+    assert run["ppo"]["kl_beta"] == 0.05  # an ordinary field; the tags are identity only
+    assert run["loss"] is None  # PPO's objective is its own, not a registry loss
+    assert run["ppo"]["total_steps"] == 20  # models.pico.ppo over the experiment's ppo section
 
 
-@pytest.mark.parametrize("method", sorted(p.stem for p in (ROOT / "config/methods").glob("*.yaml")))
+@pytest.mark.parametrize("method", sorted(p.stem for p in METHODS_DIR.glob("*.yaml")))
 def test_every_method_file_loads(method):
     from upo.losses import LOSSES
 
     spec = load_method(method)
-    if spec.trainer == "offline":
-        assert spec.loss in LOSSES
+    assert (spec.loss in LOSSES) if spec.trainer == "offline" else spec.loss is None
 
 
 def test_unknown_method_lists_known():

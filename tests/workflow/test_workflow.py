@@ -87,7 +87,7 @@ def write_config(tmp_path: Path, edit) -> Path:
             lambda c: c["models"].update({"tinyy": c["models"]["pico"]}) or c["sweeps"][0].update(models=["tinyy"]),
             "tinyy",
         ),
-        (lambda c: c["models"]["pico"]["preference"].update(lr="1e-5"), "lr"),
+        (lambda c: c["models"]["pico"]["preference"]["optim"].update(lr="1e-5"), "lr"),
         (lambda c: c["datasets"]["default"].update(source="missing/file.jsonl"), "missing/file.jsonl"),
     ],
     ids=["misspelled-key", "negative-beta", "unknown-model", "string-number", "missing-dataset-file"],
