@@ -11,7 +11,8 @@ from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
 from upo.strict import check_finite
 
-check_finite(sweeps.deep_copy(config))  # .nan / .inf anywhere, named by key, before the schema
+# .nan / .inf anywhere, named by key, before the schema (JSON schema cannot express finiteness)
+check_finite(sweeps.deep_copy(config))
 validate(config, sweeps.CONFIG_SCHEMA)  # the schema is package data (upo/schemas)
 CONFIG = sweeps.deep_copy(config)
 # every name checked against its registry, every run resolved and type-checked, before any job
@@ -146,7 +147,9 @@ def preference_run_config(wildcards):
 def model_lengths(wildcards):
     """Tokenisation (and the train-pair cap) of the reference cache: the same as the runs use."""
     data = sweeps.stage_config(CONFIG, wildcards.model, "preference").data
-    args = f"--max-length {data.max_length} --max-prompt-length {data.max_prompt_length}"
+    args = (
+        f"--max-length {data.max_length} --max-prompt-length {data.max_prompt_length}"
+    )
     if data.max_train_pairs:
         args += f" --train-pairs {data.max_train_pairs}"
     return args
