@@ -1,8 +1,9 @@
 """An experiment config checked whole when the DAG is built, then what needs the outside world.
 
 :func:`validate_experiment` rejects non-finite numbers, types every model size's stage settings, checks
-every name against its registry (:func:`check_names`) and resolves every run. It needs nothing outside this machine's installed packages and the repository, so a
-dry run (``snakemake -n``) of any config builds anywhere. :func:`check_before_run` checks what needs the
+every name against its registry (:func:`check_names`) and resolves every run. It needs nothing outside
+this machine's installed packages and the repository, so a dry run (``snakemake -n``) of any config
+builds anywhere. :func:`check_before_run` checks what needs the
 outside world (an API judge's key, a hub dataset's existence) and is called from Snakemake's ``onstart``:
 once, before the first job of a real run, never on a dry run. Each failure is one line naming the key
 and the known values.
@@ -141,7 +142,8 @@ def check_names(config: dict) -> None:
             if section.judge not in annotators:
                 raise ConfigError(
                     f"{where}: eval.judge: unknown name {section.judge!r}; known: {', '.join(sorted(judges))} "
-                    f"or an AlpacaEval annotator config ({len(annotators)} installed, e.g. weighted_alpaca_eval_gpt4_turbo)"
+                    f"or an AlpacaEval annotator config ({len(annotators)} installed, "
+                    "e.g. weighted_alpaca_eval_gpt4_turbo)"
                 )
         if section.judge == "oracle" and section.oracle_reward not in rewards:
             raise _unknown(f"{where}: eval.oracle_reward", section.oracle_reward, rewards)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upo.evaluate import judges
 from upo.config import EvalConfig
+from upo.evaluate import judges
 
 
 def rows(outputs: list[str], generator: str = "model") -> list[dict]:
