@@ -508,7 +508,7 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
         "warmup": warmup,
         "steps": steps,
         "max_length": args.max_length,
-        "max_prompt_length": args.max_length,
+        "max_prompt_length": args.max_length - 1,  # prompts never cut on their own (config needs < max_length)
         "bf16": model != "tiny" and not args.fp32,
         "threads": args.threads,
         "lr": 1e-5,

@@ -104,7 +104,7 @@ class TrainConfig:
     batch_size: int = 8  # pairs per optimizer step (global, across processes)
     grad_accum: int = 1  # micro-batches per step; batch_size must divide by grad_accum * processes
     eval_every: int = 0  # steps between held-out preference-accuracy evals (0: only at the end)
-    eval_pairs: int = 64  # held-out pairs used by the periodic eval
+    eval_pairs: int = 64  # held-out pairs used by the periodic eval (0: no held-out eval)
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: none)
     log_to: list[Literal["csv", "tensorboard", "wandb"]] = field(default_factory=lambda: ["csv"])
     threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -120,7 +120,7 @@ class TrainConfig:
         )
         for name in ("eval_every", "checkpoint_every"):
             _require(getattr(self, name) >= 0, f"train.{name}: must be >= 0")
-        _require(self.eval_pairs >= 1, "train.eval_pairs: must be >= 1")
+        _require(self.eval_pairs >= 0, "train.eval_pairs: must be >= 0")
         _require(self.threads is None or self.threads >= 1, "train.threads: must be >= 1 or null")
 
     def trains(self) -> bool:

@@ -116,7 +116,7 @@ def card_statistics(
 
 def card_records(test_path: str | Path, pairs: int, seed: int) -> list[dict]:
     """The held-out records of the card: a seeded subset stratified over clusters (the evaluation's rule)."""
-    from upo.evaluate.evaluation import EvalConfig
+    from upo.config import EvalConfig
     from upo.evaluate.generation import eval_records
 
     run = SimpleNamespace(data=SimpleNamespace(test=str(test_path)))
@@ -257,13 +257,14 @@ def experiment_cards(config: dict, runs: list[dict]) -> list[dict]:
     Raises:
         ConfigError: two models judged by the same judge name with different judge settings.
     """
-    from upo.evaluate.evaluation import EvalConfig
+    from upo.sweeps import stage_config
 
     card_config = to_dict(from_dict(JudgeCardConfig, config.get("judge_card") or {}, where="judge_card"))
     cards: dict[tuple[str, str], dict] = {}
     for dataset, model in sorted({(str(r["dataset"]), str(r["model"])) for r in runs}):
-        section = eval_section(config, "config", model)
-        typed = to_dict(from_dict(EvalConfig, section, where=f"models.{model}.eval"))
+        # the evaluation settings of the model's preference runs, every config level merged
+        typed = to_dict(stage_config(config, model, "preference").eval)
+        section = typed
         key = (dataset, typed["judge"])
         settings = {k: typed[k] for k in JUDGE_KEYS}
         if key in cards:
@@ -285,7 +286,7 @@ def experiment_cards(config: dict, runs: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from upo.evaluate.evaluation import EvalConfig
+    from upo.config import EvalConfig
 
     parser = argparse.ArgumentParser(prog="python -m upo judge-card", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)

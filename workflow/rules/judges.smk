@@ -16,10 +16,7 @@ rule judge_card:
         "../envs/upo.yaml"
     threads: 1
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        slurm_partition=resource("evaluate", "slurm_partition"),
+        **job_resources("evaluate"),
     params:
         cfg=judge_card_config,
     shell:
