@@ -78,14 +78,35 @@ def test_spearman_matches_scipy():
 # ---------------------------------------------------------------------------------------- generator
 
 
-def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
+def sentiment_llama(tokenizer_dir, scale: float = 8.0):
+    """The shared tiny Llama (``tests/unit/tiny.py``) with an LM head that mostly says " love"/" smiled" or " hate".
+
+    A purely random tiny model samples byte soup with no sentiment, so most pairs tie on the oracle and
+    the test would hinge on a lucky seed. Here the LM head scores the pieces of the positive words by
+    +scale * (h . v) and those of " hate" by -scale * (h . v) for one random direction v (every other
+    token 0): each step picks a polarity from the hidden state, so responses carry varied sentiment.
+    """
     from tests.unit.tiny import tiny_llama
     from upo.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = tiny_llama(tokenizer, 0, num_attention_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
+    hidden = model.config.hidden_size
+    direction = torch.nn.functional.normalize(torch.randn(hidden, generator=torch.Generator().manual_seed(0)), dim=0)
+    weight = torch.zeros(model.config.vocab_size, hidden)
+    for word, sign in ((" love", 1.0), (" smiled", 1.0), (" hate", -1.0)):
+        for token in tokenizer.encode(word, add_special_tokens=False):
+            weight[token] = sign * scale * direction
+    with torch.no_grad():
+        model.lm_head.weight.copy_(weight)
+    return model.eval(), tokenizer
+
+
+def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
     from upo.rewards.scorers import available_rewards
 
     torch.set_num_threads(1)
-    tokenizer = load_tokenizer(tiny_tokenizer_dir)
-    model = tiny_llama(tokenizer, 0, num_attention_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
+    model, tokenizer = sentiment_llama(tiny_tokenizer_dir)
     out = tmp_path / "default"
     provenance = default_data.generate_default_data(
         out,
@@ -130,6 +151,7 @@ def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
         reuse_samples=True,
     )
     assert again["facts"] == provenance["facts"]
+    assert provenance["generator_version"] == again["generator_version"] == default_data.GENERATOR_VERSION
     assert (tmp_path / "again" / "train.jsonl").read_text() == (out / "train.jsonl").read_text()
     with pytest.raises(ValueError, match="settings"):
         default_data.generate_default_data(
@@ -194,6 +216,8 @@ def test_shipped_provenance_matches_files(shipped):
     ) == counts["prompts"]
     assert provenance["facts"] == default_data.problem_facts(splits["train"] + splits["test"])
     assert len(provenance["model"]["gguf_sha256"]) == 64
+    # the shipped samples predate the shared sampler: the provenance names the generator that drew them
+    assert provenance["generator_version"] == "1" and "1" in default_data.GENERATOR_VERSIONS
     assert not any(part.startswith("/") for part in provenance["command"].split())
     readme = (SHIPPED / "README.md").read_text()
     for name, facts in provenance["facts"].items():

@@ -2,7 +2,9 @@
 
 Modelled on the DPO paper's controlled-sentiment task (see ``upo-method.md``, "The embedded default
 testbed"). For every prompt of :func:`upo.prompts.build_prompts`, ``samples`` responses are sampled from
-SmolLM2-135M-Instruct (chat template, pure ancestral sampling: temperature 1, top_p 1, top_k off).
+SmolLM2-135M-Instruct (chat template, pure ancestral sampling: temperature 1, top_p 1, top_k off) by the
+shared sampler ``upo.models.sampling``; ``provenance.json`` names the generator version that drew the
+samples (:data:`GENERATOR_VERSIONS`: the shipped data is version 1, drawn before the sampler was shared).
 The gold user preference is VADER's compound sentiment: chosen = the response with the higher compound,
 rejected = the lower one; pairs with equal scores are dropped and counted. Every response also carries
 the scores of every registered auxiliary reward (``upo.rewards.scorers``), so the designer objectives are ready.
@@ -24,9 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from upo.data.batching import format_prompt
 from upo.data.testbed_prompts import build_prompts, slug
 from upo.io import read_jsonl, sha256_file, write_json, write_jsonl, write_text
 
@@ -52,32 +52,17 @@ def vader_compound(texts: list[str]) -> list[float]:
 
 # ------------------------------------------------------------------------------------- sampling
 
-
-def _sample_batch(model, tokenizer, formatted: list[str], samples: int, settings: dict) -> tuple[list[str], int, int]:
-    """Sample ``samples`` responses for each formatted prompt.
-
-    Returns:
-        (texts of length len(formatted) * samples, prompt-major; generated tokens; responses that hit the cap)
-    """
-    encoded = tokenizer(formatted, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-        output = model.generate(
-            **encoded,
-            do_sample=True,
-            temperature=settings["temperature"],
-            top_p=settings["top_p"],
-            top_k=settings["top_k"],
-            max_new_tokens=settings["max_new_tokens"],
-            num_return_sequences=samples,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    new = output[:, encoded["input_ids"].shape[1] :]  # (batch * samples, <= max_new_tokens)
-    finished = (new == tokenizer.eos_token_id).any(dim=1)
-    # tokens up to and including the first EOS (the rest is padding)
-    lengths = torch.where(finished, (new == tokenizer.eos_token_id).int().argmax(dim=1) + 1, new.shape[1])
-    texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    return texts, int(lengths.sum()), int((~finished).sum())
+# How the responses were sampled, by generator version. The provenance names the version that made a
+# dataset (a --reuse-samples rerun keeps the version of the cached samples). Same version, seed and
+# settings: same samples (up to float rounding on another machine or thread count).
+GENERATOR_VERSIONS = {
+    "1": "transformers generate() over batches of batch_size // samples prompts in prompt order "
+    "(num_return_sequences=samples, left padding), torch.manual_seed(seed) once before the first batch, "
+    "stop at the tokenizer's EOS; made the shipped resources/default",
+    "2": "upo.models.sampling.sample_token_ids (the sampler evaluation and PPO use): each response seeded "
+    "from (seed, prompt index, sample index, attempt), stop at the model's and the tokenizer's EOS",
+}
+GENERATOR_VERSION = "2"
 
 
 def sample_responses(
@@ -93,39 +78,50 @@ def sample_responses(
     seed: int = 0,
     max_resample_rounds: int = 3,
 ) -> tuple[list[list[str]], dict]:
-    """Sample ``samples`` responses per prompt (chat template, left padding); resample empty ones.
+    """Sample ``samples`` responses per prompt (chat template, the shared sampler); resample empty ones.
 
-    ``batch_size`` counts sequences, so a batch holds ``batch_size // samples`` prompts. Empty responses
-    (after stripping) are resampled up to ``max_resample_rounds`` times; any still empty stay "".
+    Row keys for ``upo.models.sampling``: ``(prompt index, sample index, attempt)``, attempt 0 first, so
+    every response depends on (seed, its key) only. ``batch_size`` counts sequences decoded together.
+    Empty responses (after stripping) are resampled with attempt 1, 2, ... up to ``max_resample_rounds``
+    times; any still empty stay "".
 
     Returns:
         (responses[i][j] for prompt i, sample j; stats with tokens, timings and resampling counts)
     """
-    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
-    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
-    model.eval()
-    torch.manual_seed(seed)
-    formatted = [format_prompt(tokenizer, [{"role": "user", "content": t}]) for t in prompt_texts]
-    per_batch = max(1, batch_size // samples)
-    responses: list[list[str]] = []
+    from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
+
+    prompt_ids = encode_prompts(tokenizer, [[{"role": "user", "content": t}] for t in prompt_texts])
+    stops = stop_token_ids(model, tokenizer)
+    settings = dict(
+        seed=seed,
+        stop_ids=stops,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        batch_size=batch_size,
+    )
     tokens = capped = 0
+
+    def draw(keys: list[tuple[int, int, int]]) -> list[str]:
+        nonlocal tokens, capped
+        ids = sample_token_ids(model, [prompt_ids[i] for i, _, _ in keys], keys=keys, **settings)
+        tokens += sum(len(row) for row in ids)
+        capped += sum(1 for row in ids if row[-1] not in stops)
+        return decode_responses(tokenizer, ids)
+
     start = time.perf_counter()
-    for i in tqdm(range(0, len(formatted), per_batch), desc="sampling", unit="batch"):
-        texts, n_tokens, n_capped = _sample_batch(model, tokenizer, formatted[i : i + per_batch], samples, settings)
-        tokens, capped = tokens + n_tokens, capped + n_capped
-        responses.extend(texts[k : k + samples] for k in range(0, len(texts), samples))
+    keys = [(i, j, 0) for i in range(len(prompt_ids)) for j in range(samples)]
+    texts = draw(keys)
+    responses = [texts[k : k + samples] for k in range(0, len(texts), samples)]
     resampled = 0
-    for _ in range(max_resample_rounds):
-        empty = [(i, j) for i, row in enumerate(responses) for j, text in enumerate(row) if not text]
+    for attempt in range(1, max_resample_rounds + 1):
+        empty = [(i, j, attempt) for i, row in enumerate(responses) for j, text in enumerate(row) if not text]
         if not empty:
             break
         resampled += len(empty)
-        for k in range(0, len(empty), batch_size):
-            chunk = empty[k : k + batch_size]
-            texts, n_tokens, n_capped = _sample_batch(model, tokenizer, [formatted[i] for i, _ in chunk], 1, settings)
-            tokens, capped = tokens + n_tokens, capped + n_capped
-            for (i, j), text in zip(chunk, texts, strict=True):
-                responses[i][j] = text
+        for (i, j, _), text in zip(empty, draw(empty), strict=True):
+            responses[i][j] = text
     wall = time.perf_counter() - start
     stats = {
         "generated_tokens": tokens,
@@ -354,7 +350,10 @@ def generate_default_data(
         raise ValueError("an injected model needs its tokenizer")
     if cached is not None:
         responses, stats = cached["responses"], cached["stats"]
+        # caches written before the version was recorded hold version-1 samples
+        generator_version = cached.get("generator_version", "1")
     else:
+        generator_version = GENERATOR_VERSION
         responses, stats = sample_responses(
             model,
             tokenizer,
@@ -376,6 +375,7 @@ def generate_default_data(
                     "responses": responses,
                     "stats": stats,
                     "model": model_info,
+                    "generator_version": generator_version,
                 },
             )
     post_start = time.perf_counter()
@@ -395,6 +395,7 @@ def generate_default_data(
     provenance = {
         "command": command or "python -m upo generate-default-data",
         "seed": seed,
+        "generator_version": generator_version,  # how the samples were drawn: see GENERATOR_VERSIONS
         "model": model_info,
         "sampling": {
             "samples": samples,

@@ -7,7 +7,8 @@ model-outputs format (``instruction``, ``output``, ``generator``) plus our own f
 
 Every run uses the same evaluation seed (``eval.seed``) and the same test prompts (all, or a seeded
 subset of ``max_prompts`` stratified over prompt clusters: ``eval_records``), so runs are paired prompt
-by prompt.
+by prompt. Prompt i of that list draws its random numbers from (``eval.seed``, i) (the seeding rule of
+``upo.models.sampling``), whatever the batch size.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from upo.data.batching import format_prompt
 from upo.io import read_jsonl, write_jsonl
+from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
 
 
 def prompt_to_instruction(messages: list[dict]) -> str:
@@ -39,18 +39,6 @@ def prompt_to_instruction(messages: list[dict]) -> str:
     return "\n\n".join(f"{names.get(m['role'], m['role'])}: {m['content']}" for m in messages)
 
 
-def _cut_at_eos(ids: list[int], eos_ids: set[int], pad_id: int | None) -> list[int]:
-    """Generated ids up to and including the first EOS; trailing padding removed."""
-    out = []
-    for token in ids:
-        out.append(token)
-        if token in eos_ids:
-            return out
-    while out and pad_id is not None and out[-1] == pad_id and pad_id not in eos_ids:
-        out.pop()
-    return out
-
-
 @torch.no_grad()
 def generate_with_ids(
     model,
@@ -63,54 +51,23 @@ def generate_with_ids(
     batch_size: int = 32,
     seed: int = 0,
 ) -> tuple[list[str], list[list[int]]]:
-    """Like :func:`generate_responses`, also returning the sampled token ids (EOS included).
+    """Like :func:`generate_responses`, also returning the sampled token ids (stop token included).
 
     The ids are what the policy actually sampled, so the KL estimate scores exactly these tokens
-    instead of a re-tokenisation of the decoded text.
+    instead of a re-tokenisation of the decoded text. Sampling is :func:`upo.models.sampling.sample_token_ids`
+    with row keys ``(prompt index,)``: prompt i's response depends on (seed, i), not on the batch size.
     """
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"invalid sampling settings temperature={temperature}, top_p={top_p}")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError("tokenizer has neither a pad nor an EOS token; cannot batch generation")
-    eos = model.generation_config.eos_token_id if model.generation_config else None
-    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    eos_ids.discard(None)
-    device = next(model.parameters()).device
-    texts = [format_prompt(tokenizer, messages) for messages in prompts]
-    was_training = model.training
-    model.eval()
-    outputs: list[str] = []
-    all_ids: list[list[int]] = []
-    starts = range(0, len(texts), batch_size)
-    for batch_index, start in enumerate(tqdm(starts, desc="generate", unit="batch")):
-        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts[start : start + batch_size]]
-        width = max(len(ids) for ids in encoded)
-        # Left padding: every prompt ends at the same position, so new tokens start together.
-        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded], device=device)
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if temperature == 0:
-            sampling = {"do_sample": False}
-        # Seed per batch inside a forked RNG: outputs depend only on (seed, batch), never on what
-        # ran before, and the caller's global RNG state is left untouched.
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed * 1_000_003 + batch_index)
-            generated = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-                eos_token_id=sorted(eos_ids),
-                **sampling,
-            )
-        for row in generated[:, width:].tolist():
-            ids = _cut_at_eos(row, eos_ids, pad_id)
-            all_ids.append(ids)
-            outputs.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
-    model.train(was_training)
-    return outputs, all_ids
+    ids = sample_token_ids(
+        model,
+        encode_prompts(tokenizer, prompts),
+        seed=seed,
+        stop_ids=stop_token_ids(model, tokenizer),
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+    return decode_responses(tokenizer, ids), ids
 
 
 def generate_responses(
@@ -124,7 +81,7 @@ def generate_responses(
     batch_size: int = 32,
     seed: int = 0,
 ) -> list[str]:
-    """Sample one response per prompt (batched, left-padded, chat template applied, seeded).
+    """Sample one response per prompt (chat template applied, seeded per prompt; see ``upo.models.sampling``).
 
     Args:
         model: a causal LM (``transformers`` ``generate`` API).
@@ -133,8 +90,8 @@ def generate_responses(
         temperature: 0 means greedy decoding.
         top_p: nucleus sampling mass.
         max_new_tokens: cap on response tokens.
-        batch_size: prompts per ``generate`` call.
-        seed: same seed (and batch size) gives the same outputs.
+        batch_size: rows decoded together (memory cap; outputs do not depend on it beyond float rounding).
+        seed: same seed, same outputs (prompt i's random numbers depend on (seed, i) only).
     Returns:
         B decoded responses (special tokens removed, whitespace stripped).
     """

@@ -29,12 +29,12 @@ import torch
 from tqdm import tqdm
 
 from upo.config import PPOConfig, RunConfig, check_training_inputs, load_run_config
-from upo.data.batching import format_prompt
 from upo.io import atomic_path, read_jsonl, write_json
 from upo.losses.ppo import gae_advantages, kl_penalty_rewards, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
 from upo.models.heads import ValueHead, autocast, pick_device
 from upo.models.loading import load_model, merge_and_save
 from upo.models.logps import selective_log_softmax
+from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
 from upo.rewards.normalise import AuxNormaliser
 from upo.strict import ConfigError
 from upo.train.optim import build_optimizer, peak_memory_mb, set_seed
@@ -153,39 +153,44 @@ def _reference_logprobs(policy, reference, input_ids, attention_mask, prompt_len
 
 
 @torch.no_grad()
-def rollout(policy, tokenizer, prompts: list[list[dict]], config: PPOConfig, max_prompt_length: int, device):
-    """Sample one response per prompt. Returns (input_ids, attention_mask, prompt_len, mask, texts)."""
-    from transformers import GenerationConfig
+def rollout(
+    policy, tokenizer, prompts: list[list[dict]], config: PPOConfig, max_prompt_length: int, device, seed=None
+):
+    """Sample one response per prompt with the shared sampler (``upo.models.sampling``).
 
-    prompt_ids = [
-        tokenizer(format_prompt(tokenizer, m), add_special_tokens=False)["input_ids"][-max_prompt_length:]
-        for m in prompts
-    ]
-    prompt_len = max(len(p) for p in prompt_ids)
-    pad = tokenizer.pad_token_id
-    # Left padding so every response starts at column prompt_len.
-    prompt_tensor = torch.tensor([[pad] * (prompt_len - len(p)) + p for p in prompt_ids], device=device)
-    prompt_attention = torch.tensor([[0] * (prompt_len - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
-    generation = GenerationConfig(
-        do_sample=True,
+    ``seed`` is the sampler's seed (row keys: prompt position in ``prompts``); None draws it from the global
+    torch RNG, which the run's seed fixes, so successive rollouts differ and a rerun repeats them.
+
+    Returns:
+        (input_ids (B, P + R) with prompts left-padded to P and responses right-padded with pad,
+        attention_mask (B, P + R), prompt_len P, mask (B, R) 1 on sampled tokens up to and including
+        the stop token, texts)
+    """
+    prompt_ids = encode_prompts(tokenizer, prompts, max_prompt_length)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+    responses = sample_token_ids(
+        policy,
+        prompt_ids,
+        seed=seed,
+        stop_ids=stop_token_ids(policy, tokenizer),
         temperature=config.temperature,
-        top_k=0,
-        top_p=1.0,
         max_new_tokens=config.max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=pad,
+        batch_size=len(prompt_ids),
     )
-    was_training = policy.training
-    policy.eval()
-    sequences = policy.generate(input_ids=prompt_tensor, attention_mask=prompt_attention, generation_config=generation)
-    policy.train(was_training)
-    response = sequences[:, prompt_len:]
-    mask = response_mask(response, tokenizer.eos_token_id)
-    response = torch.where(mask.bool(), response, torch.full_like(response, pad))
-    input_ids = torch.cat([prompt_tensor, response], dim=1)
+    prompt_len = max(len(p) for p in prompt_ids)
+    width = max(len(r) for r in responses)
+    pad = tokenizer.pad_token_id
+    # Left-padded prompts, so every response starts at column prompt_len.
+    rows = [
+        [pad] * (prompt_len - len(p)) + p + r + [pad] * (width - len(r))
+        for p, r in zip(prompt_ids, responses, strict=True)
+    ]
+    input_ids = torch.tensor(rows, device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in responses], device=device)
+    prompt_attention = torch.tensor([[0] * (prompt_len - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
     attention_mask = torch.cat([prompt_attention, mask], dim=1)
-    texts = [t.strip() for t in tokenizer.batch_decode(response, skip_special_tokens=True)]
-    return input_ids, attention_mask, prompt_len, mask, texts
+    return input_ids, attention_mask, prompt_len, mask, decode_responses(tokenizer, responses)
 
 
 def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn | None = None) -> dict:

@@ -1,0 +1,378 @@
+"""The one sampler: evaluation, PPO rollouts and the testbed generator all draw responses here.
+
+Seeding rule (the same for every caller): response row ``r`` of a call carries a key (a tuple of ints, e.g.
+``(prompt_index,)`` or ``(prompt_index, sample_index, attempt)``). Its random numbers are
+``max_new_tokens`` float64 uniforms from a ``torch.Generator`` seeded with :func:`row_seed` ``(seed, key)``,
+drawn before decoding; the token at step t is the inverse-CDF draw of uniform t from the step's
+next-token distribution. So a row's random numbers depend only on ``(seed, key)``, never on which
+other rows share its batch, on the batch size, on the order of the rows or on the global RNG (which is
+left untouched). Its logits can still differ in the last float bits with the batch's shapes (padding
+width, rows per matrix product, the shared-prefix length), so a draw that falls within ~1e-7 of a
+boundary between two tokens may flip; at fp32 that is rare, and greedy decoding is checked against
+``model.generate`` (tests, ``benchmarks/generation_throughput.py``).
+
+The distribution is the one ``transformers``' ``generate`` samples from: logits / temperature, then
+top-k, then top-p (the same filters and tie rules as its ``TopKLogitsWarper``/``TopPLogitsWarper``),
+softmax, one categorical draw; temperature 0 is greedy (first maximal token). What is faster than
+``model.generate`` (measured in ``benchmarks/generation_throughput.py``):
+
+- the prompts' longest common token prefix (a chat template's system prompt) is run once and its KV cache
+  shared by every row, so prefill only runs the part of each prompt that differs;
+- all prompts go in one call, sorted by length (least padding), ``batch_size`` rows at a time;
+- a row leaves the batch when it samples a stop token (its cache rows are dropped);
+- the KV cache grows in place (:class:`GrowingCache`) instead of being re-concatenated every step;
+- logits are computed for the last position only, and nothing else (no per-step logits processors,
+  no stopping-criteria objects) runs between forward passes.
+
+Autocast is the caller's choice: run the call inside ``torch.autocast`` to sample in bf16.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from upo.data.batching import format_prompt
+
+SAMPLER_VERSION = "upo.models.sampling/1"  # bump when the same (seed, key, settings) would sample differently
+
+
+def row_seed(seed: int, key: Sequence[int]) -> int:
+    """The 63-bit generator seed of one response row: a hash of ``(seed, *key)`` (collision-free in practice)."""
+    text = "/".join(str(int(part)) for part in (seed, *key))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def row_uniforms(seed: int, keys: Sequence[Sequence[int]], steps: int) -> torch.Tensor:
+    """(N, steps) float64 uniforms in [0, 1): row n from a generator seeded with ``row_seed(seed, keys[n])``."""
+    out = torch.empty(len(keys), steps, dtype=torch.float64)
+    for n, key in enumerate(keys):
+        generator = torch.Generator().manual_seed(row_seed(seed, key))
+        out[n] = torch.rand(steps, generator=generator, dtype=torch.float64)
+    return out
+
+
+def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Next-token scores as ``generate`` filters them: / temperature, top-k, top-p (removed = -inf).
+
+    Args:
+        logits: (B, V) float32 next-token logits.
+        temperature: > 0.
+        top_k: keep the k highest (ties with the k-th kept too); 0 = off.
+        top_p: keep the smallest head whose mass exceeds ``1 - top_p``'s complement; 1 = off.
+    Returns:
+        (B, V) float32 scores.
+    """
+    scores = logits / temperature
+    if top_k > 0 and top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, sorted_index = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cumulative <= (1 - top_p)
+        remove_sorted[..., -1:] = False  # the most likely token always stays
+        remove = remove_sorted.scatter(1, sorted_index, remove_sorted)
+        scores = scores.masked_fill(remove, float("-inf"))
+    return scores
+
+
+def choose_tokens(
+    logits: torch.Tensor, uniforms: torch.Tensor | None, temperature: float, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
+    """One token per row: greedy at temperature 0, else the inverse-CDF draw of ``uniforms`` from the filtered softmax.
+
+    Args:
+        logits: (B, V) next-token logits (any float dtype; filtered in float32 as ``generate`` does).
+        uniforms: (B,) float64 in [0, 1), one per row (ignored when greedy).
+    Returns:
+        (B,) long token ids.
+    """
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = filter_logits(logits, temperature, top_k, top_p).softmax(dim=-1)
+    return inverse_cdf(probs, uniforms.to(probs.device, torch.float64))
+
+
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """The first token whose cumulative mass exceeds ``u * total``, found in two levels (blocks, then tokens).
+
+    Two levels instead of one float64 cumsum over the whole vocabulary: the same draw up to float rounding,
+    at a fraction of the cost (the full cumsum took ~6% of a SmolLM2 decoding step). A token of probability
+    0 is never returned.
+
+    Args:
+        probs: (B, V) float32 probabilities (rows sum to ~1).
+        uniforms: (B,) float64 in [0, 1).
+    Returns:
+        (B,) long token ids.
+    """
+    rows, vocab = probs.shape
+    blocks = torch.nn.functional.pad(probs, (0, (-vocab) % block)).view(rows, -1, block)
+    block_mass = blocks.sum(-1, dtype=torch.float64)  # (B, n_blocks)
+    block_cdf = block_mass.cumsum(-1)
+    target = uniforms * block_cdf[:, -1]
+    chosen_block = torch.searchsorted(block_cdf, target.unsqueeze(-1), right=True).squeeze(-1)
+    chosen_block = chosen_block.clamp(max=blocks.shape[1] - 1)
+    row = torch.arange(rows, device=probs.device)
+    within = blocks[row, chosen_block]  # (B, block)
+    mass_before = block_cdf[row, chosen_block] - block_mass[row, chosen_block]
+    inner_cdf = within.double().cumsum(-1) + mass_before.unsqueeze(-1)
+    index = torch.searchsorted(inner_cdf, target.unsqueeze(-1), right=True).squeeze(-1)
+    # Rounding can leave the target at or past the block's last cumulative value: take its last positive token.
+    last_positive = block - 1 - (within > 0).flip(-1).int().argmax(-1)
+    return chosen_block * block + torch.minimum(index, last_positive)
+
+
+class GrowingLayer(DynamicLayer):
+    """A DynamicCache layer that appends into spare capacity instead of concatenating the whole cache each step.
+
+    ``update`` returns a view of the filled part, so attention sees exactly what DynamicLayer would return.
+    Capacity grows by ``chunk`` positions when full (the only copies).
+    """
+
+    chunk = 64
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._length = 0
+        self._keys = self._values = None
+
+    def _append(self, buffer, states):
+        needed = self._length + states.shape[-2]
+        if buffer is None or buffer.shape[-2] < needed:
+            shape = (*states.shape[:-2], needed + self.chunk, states.shape[-1])
+            grown = torch.empty(shape, dtype=states.dtype, device=states.device)
+            if buffer is not None:
+                grown[..., : self._length, :] = buffer[..., : self._length, :]
+            buffer = grown
+        buffer[..., self._length : needed, :] = states
+        return buffer
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self._keys = self._append(self._keys, key_states)
+        self._values = self._append(self._values, value_states)
+        self._length += key_states.shape[-2]
+        self.keys = self._keys[..., : self._length, :]
+        self.values = self._values[..., : self._length, :]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized and self._length > 0:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self.keys = self._keys[..., : self._length, :]
+            self.values = self._values[..., : self._length, :]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized and self._length > 0:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self.keys = self._keys[..., : self._length, :]
+            self.values = self._values[..., : self._length, :]
+
+
+class GrowingCache(DynamicCache):
+    """The DynamicCache ``config`` asks for, with every plain full-attention layer a :class:`GrowingLayer`.
+
+    Sliding-window and other special layers keep their own class.
+    """
+
+    def __init__(self, config):
+        super().__init__(config=config)
+        self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
+
+
+def _cache_keyword(model) -> str:
+    """``cache`` (transformers >= 5.2x) or ``past_key_values``, whichever the underlying forward takes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def encode_prompts(tokenizer, prompts: list[list[dict]], max_prompt_length: int | None = None) -> list[list[int]]:
+    """Chat-template and tokenise prompts (no special tokens added); keep the last ``max_prompt_length`` ids."""
+    encoded = [tokenizer(format_prompt(tokenizer, m), add_special_tokens=False)["input_ids"] for m in prompts]
+    if max_prompt_length is not None:
+        encoded = [ids[-max_prompt_length:] for ids in encoded]
+    if any(not ids for ids in encoded):
+        raise ValueError("a prompt tokenised to zero tokens; the sampler needs at least one")
+    return encoded
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Tokens that end a response: the model's generation-config EOS id(s) and the tokenizer's EOS."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    ids.discard(None)
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer names an EOS token")
+    return sorted(ids)
+
+
+def decode_responses(tokenizer, token_ids: list[list[int]]) -> list[str]:
+    """Response texts: special tokens removed, surrounding whitespace stripped."""
+    return [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Length of the longest common prefix, leaving every row at least one token of its own."""
+    limit = min(len(r) for r in rows) - 1
+    first = rows[0]
+    length = 0
+    while length < limit and all(r[length] == first[length] for r in rows):
+        length += 1
+    return length
+
+
+@torch.no_grad()
+def sample_token_ids(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    seed: int,
+    stop_ids: Sequence[int],
+    keys: Sequence[Sequence[int]] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+    share_prefix: bool = True,
+) -> list[list[int]]:
+    """Sample one response per prompt row (see the module docstring for the seeding rule).
+
+    Args:
+        model: a decoder-only ``transformers`` causal LM (or a peft wrapper of one), put in eval mode for
+            the call and restored after.
+        prompt_ids: N token-id lists (already templated; see :func:`encode_prompts`).
+        seed: the call's seed; with ``keys`` it fixes every row's random numbers.
+        stop_ids: tokens that end a response (kept as its last token).
+        keys: N int tuples naming the rows (default ``(n,)``); rows with equal keys draw equal numbers.
+        temperature: 0 = greedy.
+        top_p, top_k: nucleus mass (1 = off) and top-k (0 = off).
+        max_new_tokens: cap on response tokens.
+        batch_size: rows decoded together (a memory cap; results do not depend on it beyond float rounding).
+        share_prefix: run the prompts' common prefix once (off: every row prefills its whole prompt).
+    Returns:
+        N lists of sampled ids, in input order, each ending at its first stop token or at the cap.
+    """
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
+        raise ValueError(f"invalid sampling settings temperature={temperature}, top_p={top_p}, top_k={top_k}")
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ValueError("max_new_tokens and batch_size must be >= 1")
+    if not prompt_ids:
+        return []
+    keys = [(n,) for n in range(len(prompt_ids))] if keys is None else [tuple(k) for k in keys]
+    if len(keys) != len(prompt_ids):
+        raise ValueError(f"{len(keys)} keys for {len(prompt_ids)} prompts")
+    device = next(model.parameters()).device
+    uniforms = row_uniforms(seed, keys, max_new_tokens) if temperature > 0 else None
+    stops = torch.tensor(sorted(set(stop_ids)), device=device)
+    cache_kw = _cache_keyword(model)
+    prefix_len = _common_prefix(prompt_ids) if share_prefix else 0
+    was_training = model.training
+    model.eval()
+    prefix_cache = None
+    if prefix_len:
+        prefix_cache = GrowingCache(model.config)
+        prefix = torch.tensor([prompt_ids[0][:prefix_len]], device=device)
+        model(input_ids=prefix, use_cache=True, logits_to_keep=1, **{cache_kw: prefix_cache})
+    # Longest first: least padding per batch, and the memory peak shows up in the first batch.
+    order = sorted(range(len(prompt_ids)), key=lambda n: (-len(prompt_ids[n]), n))
+    results: list[list[int]] = [[] for _ in prompt_ids]
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="sample", unit="batch", disable=None if len(starts) > 1 else True):
+        rows = order[start : start + batch_size]
+        row_uniform = uniforms[rows] if uniforms is not None else None
+        tokens = _decode_batch(
+            model,
+            [prompt_ids[n][prefix_len:] for n in rows],
+            prefix_cache,
+            prefix_len,
+            row_uniform,
+            stops,
+            cache_kw,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+        )
+        for n, ids in zip(rows, tokens, strict=True):
+            results[n] = ids
+    model.train(was_training)
+    return results
+
+
+def _decode_batch(
+    model, suffixes, prefix_cache, prefix_len, uniforms, stops, cache_kw, *, temperature, top_p, top_k, max_new_tokens
+) -> list[list[int]]:
+    """Prefill ``suffixes`` after the shared prefix, then decode until every row stopped or hit the cap."""
+    device = stops.device
+    batch = len(suffixes)
+    width = max(len(s) for s in suffixes)
+    # Left padding inside the suffix block: [prefix | pad | suffix], so every row's next token is at the end.
+    input_ids = torch.tensor([[0] * (width - len(s)) + s for s in suffixes], device=device)
+    suffix_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
+    attention = torch.cat([torch.ones(batch, prefix_len, dtype=torch.long, device=device), suffix_mask], dim=1)
+    # Positions count attended tokens only, as generate() does for left-padded prompts.
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+    if prefix_cache is not None:
+        cache = _copy_cache(prefix_cache, batch)
+    else:
+        cache = GrowingCache(model.config)
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kw: cache},
+    ).logits[:, -1]
+    next_position = positions[:, -1] + 1
+    alive = torch.arange(batch, device=device)  # batch rows still decoding, in cache order
+    sampled = torch.full((batch, max_new_tokens), -1, dtype=torch.long, device=device)
+    row_uniforms_device = uniforms.to(device) if uniforms is not None else None
+    for step in range(max_new_tokens):
+        u = row_uniforms_device[alive, step] if row_uniforms_device is not None else None
+        token = choose_tokens(logits, u, temperature, top_k, top_p)
+        sampled[alive, step] = token
+        if step == max_new_tokens - 1:
+            break
+        stopped = torch.isin(token, stops)
+        if stopped.any():  # one sync per step, as generate's own stopping check
+            keep = (~stopped).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            cache.batch_select_indices(keep)
+            alive, token, attention, next_position = alive[keep], token[keep], attention[keep], next_position[keep]
+        attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)
+        logits = model(
+            input_ids=token.unsqueeze(-1),
+            attention_mask=attention,
+            position_ids=next_position.unsqueeze(-1),
+            use_cache=True,
+            **{cache_kw: cache},
+        ).logits[:, -1]
+        next_position = next_position + 1
+    out = []
+    for row in sampled.tolist():
+        ids = [t for t in row if t >= 0]
+        out.append(ids)
+    return out
+
+
+def _copy_cache(prefix_cache, batch: int):
+    """A fresh cache holding the prefix's keys and values repeated for ``batch`` rows (the prefix stays intact)."""
+    import copy
+
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(batch)
+    return cache
