@@ -64,7 +64,8 @@ def hf_greedy(model, tokenizer, prompt_ids, max_new_tokens, stops):
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
 @pytest.mark.parametrize("share_prefix", [True, False])
-def test_greedy_equals_model_generate(tiny, batch_size, share_prefix):
+@pytest.mark.parametrize("packed", [True, False])
+def test_greedy_equals_model_generate(tiny, batch_size, share_prefix, packed):
     model, tok = tiny
     prompt_ids = encode_prompts(tok, PROMPTS)
     stops = stop_token_ids(model, tok)
@@ -77,6 +78,7 @@ def test_greedy_equals_model_generate(tiny, batch_size, share_prefix):
         max_new_tokens=10,
         batch_size=batch_size,
         share_prefix=share_prefix,
+        packed_linears=packed,
     )
     assert ours == hf_greedy(model, tok, prompt_ids, 10, stops)
     assert len({tuple(row) for row in ours}) == len(ours)  # varied paths: the comparison is not vacuous
@@ -118,6 +120,25 @@ def test_seeding_rule(tiny):
     # Same prompt, different keys: different draws; same key: the same draw.
     twice = sample_token_ids(model, [prompt_ids[1]] * 3, seed=3, keys=[(1,), (7,), (1,)], **kwargs)
     assert twice[0] == twice[2] == a[1] and twice[1] != twice[0]
+
+
+def test_packed_linears_agree_with_nn_linear_and_restore(tiny):
+    model, _ = tiny
+    linear = model.model.layers[0].mlp.up_proj
+    x = torch.randn(3, 7, linear.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = linear(x)
+        with sampling.cpu_packed_linears(model, rows_hint=3) as count:
+            packed = linear(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16), sampling.cpu_packed_linears(model, rows_hint=3) as off:
+            assert off == 0  # autocast decides the dtype: nothing is packed
+        with sampling.cpu_packed_linears(model, rows_hint=3, enabled=False) as disabled:
+            assert disabled == 0
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert count == n_linear > 0
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)  # float32 products in another order
+    assert not any("forward" in vars(m) for m in model.modules())  # original forwards restored
+    assert torch.equal(linear(x), plain)
 
 
 def test_row_uniforms_depend_on_seed_and_key_only():

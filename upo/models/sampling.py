@@ -29,11 +29,14 @@ Autocast is the caller's choice: run the call inside ``torch.autocast`` to sampl
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -194,6 +197,48 @@ class GrowingCache(DynamicCache):
         self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
 
 
+def _packed_linear(x: torch.Tensor, *, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
+@contextlib.contextmanager
+def cpu_packed_linears(model, rows_hint: int, enabled: bool = True) -> Iterator[int]:
+    """While open, the model's float32 CPU ``nn.Linear`` layers run oneDNN matmuls on weights packed once.
+
+    ``nn.Linear`` calls a GEMM that re-packs the weight on every call, which dominates decoding (a few rows
+    per step against every weight); packed once per sampling call, the same float32 products run ~2x faster
+    on this project's CPUs (``benchmarks/generation_throughput.py``). The results are float32 products
+    summed in another order: they agree with ``nn.Linear`` to float32 rounding (~1e-6 relative), not bit for
+    bit. Off (a no-op) on other devices, under autocast, for non-float32 weights, without oneDNN, or when
+    ``enabled`` is False; the weights are left untouched and the original forwards are restored on exit.
+
+    Yields:
+        the number of layers packed.
+    """
+    parameter = next(model.parameters())
+    usable = (
+        enabled
+        and parameter.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
+    )
+    patched = []
+    try:
+        if usable:
+            for module in model.modules():
+                weight = getattr(module, "weight", None)
+                if not isinstance(module, nn.Linear) or weight.dtype != torch.float32 or "forward" in vars(module):
+                    continue
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+                bias = None if module.bias is None else module.bias.detach()
+                module.forward = functools.partial(_packed_linear, packed=packed, bias=bias)
+                patched.append(module)
+        yield len(patched)
+    finally:
+        for module in patched:
+            del module.forward
+
+
 def _cache_keyword(model) -> str:
     """``cache`` (transformers >= 5.2x) or ``past_key_values``, whichever the underlying forward takes."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -249,6 +294,7 @@ def sample_token_ids(
     max_new_tokens: int = 48,
     batch_size: int = 32,
     share_prefix: bool = True,
+    packed_linears: bool = True,
 ) -> list[list[int]]:
     """Sample one response per prompt row (see the module docstring for the seeding rule).
 
@@ -264,6 +310,8 @@ def sample_token_ids(
         max_new_tokens: cap on response tokens.
         batch_size: rows decoded together (a memory cap; results do not depend on it beyond float rounding).
         share_prefix: run the prompts' common prefix once (off: every row prefills its whole prompt).
+        packed_linears: on CPU in float32, run the linear layers on weights packed once
+            (:func:`cpu_packed_linears`; off: ``nn.Linear``'s own GEMM, as ``generate`` runs it).
     Returns:
         N lists of sampled ids, in input order, each ending at its first stop token or at the cap.
     """
@@ -283,6 +331,30 @@ def sample_token_ids(
     prefix_len = _common_prefix(prompt_ids) if share_prefix else 0
     was_training = model.training
     model.eval()
+    try:
+        with cpu_packed_linears(model, min(batch_size, len(prompt_ids)), enabled=packed_linears):
+            return _sample_sorted(
+                model,
+                prompt_ids,
+                uniforms,
+                stops,
+                cache_kw,
+                prefix_len,
+                batch_size,
+                temperature,
+                top_p,
+                top_k,
+                max_new_tokens,
+            )
+    finally:
+        model.train(was_training)
+
+
+def _sample_sorted(
+    model, prompt_ids, uniforms, stops, cache_kw, prefix_len, batch_size, temperature, top_p, top_k, max_new_tokens
+) -> list[list[int]]:
+    """Prefill the shared prefix once, then decode the rows longest prompt first, ``batch_size`` at a time."""
+    device = stops.device
     prefix_cache = None
     if prefix_len:
         prefix_cache = GrowingCache(model.config)
@@ -310,7 +382,6 @@ def sample_token_ids(
         )
         for n, ids in zip(rows, tokens, strict=True):
             results[n] = ids
-    model.train(was_training)
     return results
 
 
