@@ -18,7 +18,9 @@ Configurations (each runs ``model.generate`` first, then ours, in the same proce
     greedy-fp32   temperature 0: the token ids must be identical (``greedy_tokens_identical``)
     sample-fp32   the evaluation's temperature (default 1.0): the headline speed
     greedy-bf16   bf16 autocast, temperature 0: the share of identical tokens (bf16 rounding may flip near-ties)
-    full mode adds sample-bf16 and sample-fp32 with ours taking every prompt in one batch (``one-batch``)
+    full mode adds: greedy/sample-fp32-unpacked (ours with ``packed_linears=False``: ``nn.Linear``'s own GEMM,
+    to separate the packed weights' share of the speedup from the rest), sample-fp32-one-batch (ours takes
+    every prompt in one batch) and sample-bf16
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def hf_generate(model, prompt_ids, stops, *, temperature, max_new_tokens, batch_
     return _cut(rows, stops)
 
 
-def ours(model, prompt_ids, stops, *, temperature, max_new_tokens, batch_size, seed, **_):
+def ours(model, prompt_ids, stops, *, temperature, max_new_tokens, batch_size, seed, packed_linears=True, **_):
     from upo.models.sampling import sample_token_ids
 
     return sample_token_ids(
@@ -120,6 +122,7 @@ def ours(model, prompt_ids, stops, *, temperature, max_new_tokens, batch_size, s
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        packed_linears=packed_linears,
     )
 
 
@@ -169,19 +172,22 @@ def run(args) -> dict:
     for function in (hf_generate, ours):
         function(model, prompt_ids[:2], stops, temperature=1.0, batch_size=2, **{**settings, "max_new_tokens": 2})
 
+    # (name, temperature, bf16 autocast, our rows per forward, our packed linears)
     configurations = [
-        ("greedy-fp32", 0.0, False, args.batch_size),
-        ("sample-fp32", args.temperature, False, args.batch_size),
+        ("greedy-fp32", 0.0, False, args.batch_size, True),
+        ("sample-fp32", args.temperature, False, args.batch_size, True),
     ]
     if not args.skip_bf16:
-        configurations.append(("greedy-bf16", 0.0, True, args.batch_size))
+        configurations.append(("greedy-bf16", 0.0, True, args.batch_size, True))
     if not args.quick:
         configurations += [
-            ("sample-bf16", args.temperature, True, args.batch_size),
-            ("sample-fp32-one-batch", args.temperature, False, len(prompt_ids)),
+            ("greedy-fp32-unpacked", 0.0, False, args.batch_size, False),
+            ("sample-fp32-unpacked", args.temperature, False, args.batch_size, False),
+            ("sample-fp32-one-batch", args.temperature, False, len(prompt_ids), True),
+            ("sample-bf16", args.temperature, True, args.batch_size, True),
         ]
     rows = []
-    for name, temperature, bf16, ours_batch in configurations:
+    for name, temperature, bf16, ours_batch, packed in configurations:
         print(f"{name}: model.generate ...", file=sys.stderr, flush=True)
         hf_ids, hf = timed(
             hf_generate,
@@ -202,11 +208,13 @@ def run(args) -> dict:
             stops=stops,
             temperature=temperature,
             batch_size=ours_batch,
+            packed_linears=packed,
             **settings,
         )
         common = {
             "configuration": name,
             "dtype": "bf16-autocast" if bf16 else "fp32",
+            "packed_linears": packed and device == "cpu",
             "temperature": temperature,
             "prompts": len(prompt_ids),
             "max_new_tokens": args.max_new_tokens,
@@ -239,8 +247,11 @@ def run(args) -> dict:
     if ("greedy-bf16", "ours") in by:
         summary["bf16_greedy_identical_token_share"] = by[("greedy-bf16", "ours")]["identical_token_share"]
         summary["bf16_speedup_vs_hf_generate"] = by[("greedy-bf16", "ours")]["speedup"]
-    if ("sample-fp32-one-batch", "ours") in by:
-        summary["one_batch_speedup_vs_hf_generate"] = by[("sample-fp32-one-batch", "ours")]["speedup"]
+    for name in ("sample-fp32-one-batch", "sample-fp32-unpacked", "greedy-fp32-unpacked"):
+        if (name, "ours") in by:
+            summary[f"{name.replace('-', '_')}_speedup_vs_hf_generate"] = by[(name, "ours")]["speedup"]
+    if ("greedy-fp32-unpacked", "ours") in by:
+        summary["unpacked_greedy_tokens_identical"] = by[("greedy-fp32-unpacked", "ours")]["identical"]
     summary["settings"] = {
         "model": str(args.model_dir and "custom" or args.model),
         "prompts": len(prompt_ids),
@@ -273,14 +284,16 @@ def write_tables(summary: dict, out_dir: Path) -> None:
         f"fp32 weights; load average at start {s['load_average_at_start']} (shared machine: timings are noisy). "
         "Written by `python benchmarks/generation_throughput.py`.",
         "",
-        "| configuration | side | dtype | T | rows/forward | tokens | wall s | CPU s | tokens/s | speedup | "
+        "| configuration | side | dtype | packed | T | rows/forward | tokens | wall s | CPU s | tokens/s | speedup | "
         "CPU speedup | identical tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         share = r.get("identical_token_share")
+        packed = r["packed_linears"] if r["side"] == "ours" else ""
         lines.append(
-            f"| {r['configuration']} | {r['side']} | {r['dtype']} | {r['temperature']} | {r['batch_size']} | "
+            f"| {r['configuration']} | {r['side']} | {r['dtype']} | {packed} | "
+            f"{r['temperature']} | {r['batch_size']} | "
             f"{r['tokens']} | {r['wall_s']} | {r['cpu_s']} | {r['tokens_per_s']} | {r.get('speedup', '')} | "
             f"{r.get('cpu_speedup', '')} | {'' if share is None else f'{share:.2%}'} |"
         )

@@ -84,6 +84,29 @@ def test_greedy_equals_model_generate(tiny, batch_size, share_prefix, packed):
     assert len({tuple(row) for row in ours}) == len(ours)  # varied paths: the comparison is not vacuous
 
 
+def test_greedy_equals_generate_through_lora_adapters(tiny_model_dir):
+    # PPO samples from a peft-wrapped policy: the adapters must take part (packing touches only the
+    # plain nn.Linear layers inside them) and the result must match generate() on the same wrapper.
+    from peft import LoraConfig, get_peft_model
+
+    from upo.evaluate.generation import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu")
+    policy = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in policy.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    prompt_ids = encode_prompts(tok, PROMPTS)
+    stops = stop_token_ids(policy, tok)
+    ours = sample_token_ids(policy, prompt_ids, seed=0, stop_ids=stops, temperature=0.0, max_new_tokens=8)
+    assert ours == hf_greedy(policy, tok, prompt_ids, 8, stops)
+    with policy.disable_adapter():
+        base = sample_token_ids(policy, prompt_ids, seed=0, stop_ids=stops, temperature=0.0, max_new_tokens=8)
+    assert base != ours  # the adapters changed the greedy paths, so they were used
+
+
 def test_stop_tokens_end_rows_and_match_generate(tiny):
     # A random tiny model rarely picks EOS greedily, so make tokens it does pick the stop tokens: rows
     # then stop at different steps and leave the batch, and the survivors must still match generate().
@@ -130,13 +153,16 @@ def test_packed_linears_agree_with_nn_linear_and_restore(tiny):
         plain = linear(x)
         with sampling.cpu_packed_linears(model, rows_hint=3) as count:
             packed = linear(x)
-        with torch.autocast("cpu", dtype=torch.bfloat16), sampling.cpu_packed_linears(model, rows_hint=3) as off:
-            assert off == 0  # autocast decides the dtype: nothing is packed
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain_bf16 = linear(x)
+            with sampling.cpu_packed_linears(model, rows_hint=3) as count_bf16:
+                packed_bf16 = linear(x)
         with sampling.cpu_packed_linears(model, rows_hint=3, enabled=False) as disabled:
             assert disabled == 0
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
-    assert count == n_linear > 0
+    assert count == count_bf16 == n_linear > 0
     torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)  # float32 products in another order
+    assert packed_bf16.dtype == torch.bfloat16 and torch.equal(packed_bf16, plain_bf16)  # autocast's own bf16 GEMM
     assert not any("forward" in vars(m) for m in model.modules())  # original forwards restored
     assert torch.equal(linear(x), plain)
 

@@ -21,6 +21,8 @@ softmax, one categorical draw; temperature 0 is greedy (first maximal token). Wh
 - all prompts go in one call, sorted by length (least padding), ``batch_size`` rows at a time;
 - a row leaves the batch when it samples a stop token (its cache rows are dropped);
 - the KV cache grows in place (:class:`GrowingCache`) instead of being re-concatenated every step;
+- on CPU the linear layers run on weights packed once per call (:func:`cpu_packed_linears`), where
+  ``nn.Linear`` re-packs (float32) or re-casts (bf16 autocast) every weight at every decoding step;
 - logits are computed for the last position only, and nothing else (no per-step logits processors,
   no stopping-criteria objects) runs between forward passes.
 
@@ -198,41 +200,45 @@ class GrowingCache(DynamicCache):
 
 
 def _packed_linear(x: torch.Tensor, *, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype).contiguous(), packed, bias, "none", [], "")
 
 
 @contextlib.contextmanager
 def cpu_packed_linears(model, rows_hint: int, enabled: bool = True) -> Iterator[int]:
-    """While open, the model's float32 CPU ``nn.Linear`` layers run oneDNN matmuls on weights packed once.
+    """While open, the model's CPU ``nn.Linear`` layers run oneDNN matmuls on weights packed once.
 
-    ``nn.Linear`` calls a GEMM that re-packs the weight on every call, which dominates decoding (a few rows
-    per step against every weight); packed once per sampling call, the same float32 products run ~2x faster
-    on this project's CPUs (``benchmarks/generation_throughput.py``). The results are float32 products
-    summed in another order: they agree with ``nn.Linear`` to float32 rounding (~1e-6 relative), not bit for
-    bit. Off (a no-op) on other devices, under autocast, for non-float32 weights, without oneDNN, or when
-    ``enabled`` is False; the weights are left untouched and the original forwards are restored on exit.
+    Decoding multiplies a few rows per step by every weight matrix, and ``nn.Linear`` pays a per-call
+    weight preparation each time: float32 GEMMs re-pack the weight, and under bf16 autocast the weight is
+    cast to bf16 on every call (for SmolLM2's 49k x 576 LM head that cast costs more than the product).
+    Packed once per sampling call (in the dtype the layer computes in: autocast's bf16, else the weight's
+    float32/bf16), decoding runs ~2x faster on this project's CPUs (``benchmarks/generation_throughput.py``).
+    bf16 products are bit-identical to autocast's; float32 products are summed in another order and agree
+    with ``nn.Linear`` to float32 rounding (~1e-6 relative), not bit for bit. A no-op off CPU, under a
+    non-bf16 autocast, without oneDNN or when ``enabled`` is False. Weights are untouched; the original
+    forwards are restored on exit.
 
     Yields:
         the number of layers packed.
     """
     parameter = next(model.parameters())
-    usable = (
-        enabled
-        and parameter.device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and not torch.is_autocast_enabled("cpu")
-    )
+    dtype = None  # the dtype the layers compute in; None: leave them alone
+    if enabled and parameter.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        if not torch.is_autocast_enabled("cpu"):
+            dtype = "weight"
+        elif torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            dtype = torch.bfloat16
     patched = []
     try:
-        if usable:
-            for module in model.modules():
-                weight = getattr(module, "weight", None)
-                if not isinstance(module, nn.Linear) or weight.dtype != torch.float32 or "forward" in vars(module):
-                    continue
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
-                bias = None if module.bias is None else module.bias.detach()
-                module.forward = functools.partial(_packed_linear, packed=packed, bias=bias)
-                patched.append(module)
+        for module in model.modules() if dtype is not None else ():
+            if not isinstance(module, nn.Linear) or "forward" in vars(module):
+                continue
+            target = module.weight.dtype if dtype == "weight" else dtype
+            if target not in (torch.float32, torch.bfloat16):
+                continue
+            packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach().to(target), rows_hint)
+            bias = None if module.bias is None else module.bias.detach().to(target)
+            module.forward = functools.partial(_packed_linear, packed=packed, bias=bias)
+            patched.append(module)
         yield len(patched)
     finally:
         for module in patched:
@@ -310,8 +316,8 @@ def sample_token_ids(
         max_new_tokens: cap on response tokens.
         batch_size: rows decoded together (a memory cap; results do not depend on it beyond float rounding).
         share_prefix: run the prompts' common prefix once (off: every row prefills its whole prompt).
-        packed_linears: on CPU in float32, run the linear layers on weights packed once
-            (:func:`cpu_packed_linears`; off: ``nn.Linear``'s own GEMM, as ``generate`` runs it).
+        packed_linears: on CPU, run the linear layers on weights packed once (:func:`cpu_packed_linears`;
+            off: ``nn.Linear``'s own GEMM, as ``generate`` runs it).
     Returns:
         N lists of sampled ids, in input order, each ending at its first stop token or at the cap.
     """
