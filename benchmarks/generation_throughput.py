@@ -1,7 +1,7 @@
 """Sampling throughput: the shared sampler (``upo.models.sampling``) against plain ``model.generate``, side by side.
 
 ``python benchmarks/generation_throughput.py --quick`` (SmolLM2-135M, 32 held-out prompts, < 3 min on 2 cores)
-or without ``--quick`` (128 prompts, more configurations; writes
+or without ``--quick`` (64 prompts, more configurations; writes
 ``results/benchmarks/generation_throughput.{csv,md}``).
 The last stdout line is one JSON object (``ours_tokens_per_s``, ``hf_generate_tokens_per_s``,
 ``speedup_vs_hf_generate``, ``greedy_tokens_identical``, ...). See ``benchmarks/README.md``.
@@ -306,7 +306,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--quick", action="store_true", help="32 prompts, three configurations, no files written")
     parser.add_argument("--model", default="smollm2-135m", help="upo.models.loading table name")
     parser.add_argument("--model-dir", default=None, help="an HF folder instead of --model (tests)")
-    parser.add_argument("--prompts", type=int, default=None, help="default: 32 quick, 128 full")
+    parser.add_argument("--prompts", type=int, default=None, help="default: 32 quick, 64 full")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="the evaluation's default")
     parser.add_argument("--temperature", type=float, default=1.0, help="the evaluation's default")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per forward, both sides (eval.batch_size)")
@@ -317,7 +317,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--out-dir", default=str(OUT_DIR))
     args = parser.parse_args(argv)
     if args.prompts is None:
-        args.prompts = 32 if args.quick else 128
+        args.prompts = 32 if args.quick else 64
     return args
 
 
