@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from upo.models import sampling
+from upo.models import decoding, sampling
 from upo.models.sampling import (
     choose_tokens,
     encode_prompts,
@@ -151,13 +151,13 @@ def test_packed_linears_agree_with_nn_linear_and_restore(tiny):
     x = torch.randn(3, 7, linear.in_features, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = linear(x)
-        with sampling.cpu_packed_linears(model, rows_hint=3) as count:
+        with decoding.cpu_packed_linears(model, rows_hint=3) as count:
             packed = linear(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             plain_bf16 = linear(x)
-            with sampling.cpu_packed_linears(model, rows_hint=3) as count_bf16:
+            with decoding.cpu_packed_linears(model, rows_hint=3) as count_bf16:
                 packed_bf16 = linear(x)
-        with sampling.cpu_packed_linears(model, rows_hint=3, enabled=False) as disabled:
+        with decoding.cpu_packed_linears(model, rows_hint=3, enabled=False) as disabled:
             assert disabled == 0
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert count == count_bf16 == n_linear > 0

@@ -6,10 +6,10 @@ Seeding rule (the same for every caller): response row ``r`` of a call carries a
 drawn before decoding; the token at step t is the inverse-CDF draw of uniform t from the step's
 next-token distribution. So a row's random numbers depend only on ``(seed, key)``, never on which
 other rows share its batch, on the batch size, on the order of the rows or on the global RNG (which is
-left untouched). Its logits can still differ in the last float bits with the batch's shapes (padding
-width, rows per matrix product, the shared-prefix length), so a draw that falls within ~1e-7 of a
-boundary between two tokens may flip; at fp32 that is rare, and greedy decoding is checked against
-``model.generate`` (tests, ``benchmarks/generation_throughput.py``).
+left untouched). Its logits can still differ by float rounding (~1e-6 relative in fp32) with the batch's
+shapes (padding width, rows per matrix product, the shared-prefix length) and the GEMM kernel, so a draw
+that falls that close to a boundary between two tokens may flip; in fp32 that is rare, and greedy
+decoding is checked against ``model.generate`` (tests, ``benchmarks/generation_throughput.py``).
 
 The distribution is the one ``transformers``' ``generate`` samples from: logits / temperature, then
 top-k, then top-p (the same filters and tie rules as its ``TopKLogitsWarper``/``TopPLogitsWarper``),
@@ -20,8 +20,8 @@ softmax, one categorical draw; temperature 0 is greedy (first maximal token). Wh
   shared by every row, so prefill only runs the part of each prompt that differs;
 - all prompts go in one call, sorted by length (least padding), ``batch_size`` rows at a time;
 - a row leaves the batch when it samples a stop token (its cache rows are dropped);
-- the KV cache grows in place (:class:`GrowingCache`) instead of being re-concatenated every step;
-- on CPU the linear layers run on weights packed once per call (:func:`cpu_packed_linears`), where
+- the KV cache grows in place (``upo.models.decoding.GrowingCache``) instead of being re-concatenated every step;
+- on CPU the linear layers run on weights packed once per call (``upo.models.decoding.cpu_packed_linears``), where
   ``nn.Linear`` re-packs (float32) or re-casts (bf16 autocast) every weight at every decoding step;
 - logits are computed for the last position only, and nothing else (no per-step logits processors,
   no stopping-criteria objects) runs between forward passes.
@@ -31,21 +31,14 @@ Autocast is the caller's choice: run the call inside ``torch.autocast`` to sampl
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from upo.data.batching import format_prompt
-
-SAMPLER_VERSION = "upo.models.sampling/1"  # bump when the same (seed, key, settings) would sample differently
+from upo.models.decoding import GrowingCache, cache_keyword, cpu_packed_linears, repeat_cache
 
 
 def row_seed(seed: int, key: Sequence[int]) -> int:
@@ -139,118 +132,6 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor, block: int = 256) -
     return chosen_block * block + torch.minimum(index, last_positive)
 
 
-class GrowingLayer(DynamicLayer):
-    """A DynamicCache layer that appends into spare capacity instead of concatenating the whole cache each step.
-
-    ``update`` returns a view of the filled part, so attention sees exactly what DynamicLayer would return.
-    Capacity grows by ``chunk`` positions when full (the only copies).
-    """
-
-    chunk = 64
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._length = 0
-        self._keys = self._values = None
-
-    def _append(self, buffer, states):
-        needed = self._length + states.shape[-2]
-        if buffer is None or buffer.shape[-2] < needed:
-            shape = (*states.shape[:-2], needed + self.chunk, states.shape[-1])
-            grown = torch.empty(shape, dtype=states.dtype, device=states.device)
-            if buffer is not None:
-                grown[..., : self._length, :] = buffer[..., : self._length, :]
-            buffer = grown
-        buffer[..., self._length : needed, :] = states
-        return buffer
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        self._keys = self._append(self._keys, key_states)
-        self._values = self._append(self._values, value_states)
-        self._length += key_states.shape[-2]
-        self.keys = self._keys[..., : self._length, :]
-        self.values = self._values[..., : self._length, :]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.is_initialized and self._length > 0:
-            self._keys, self._values = self._keys[indices], self._values[indices]
-            self.keys = self._keys[..., : self._length, :]
-            self.values = self._values[..., : self._length, :]
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.is_initialized and self._length > 0:
-            self._keys = self._keys.repeat_interleave(repeats, dim=0)
-            self._values = self._values.repeat_interleave(repeats, dim=0)
-            self.keys = self._keys[..., : self._length, :]
-            self.values = self._values[..., : self._length, :]
-
-
-class GrowingCache(DynamicCache):
-    """The DynamicCache ``config`` asks for, with every plain full-attention layer a :class:`GrowingLayer`.
-
-    Sliding-window and other special layers keep their own class.
-    """
-
-    def __init__(self, config):
-        super().__init__(config=config)
-        self.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in self.layers]
-
-
-def _packed_linear(x: torch.Tensor, *, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype).contiguous(), packed, bias, "none", [], "")
-
-
-@contextlib.contextmanager
-def cpu_packed_linears(model, rows_hint: int, enabled: bool = True) -> Iterator[int]:
-    """While open, the model's CPU ``nn.Linear`` layers run oneDNN matmuls on weights packed once.
-
-    Decoding multiplies a few rows per step by every weight matrix, and ``nn.Linear`` pays a per-call
-    weight preparation each time: float32 GEMMs re-pack the weight, and under bf16 autocast the weight is
-    cast to bf16 on every call (for SmolLM2's 49k x 576 LM head that cast costs more than the product).
-    Packed once per sampling call (in the dtype the layer computes in: autocast's bf16, else the weight's
-    float32/bf16), decoding runs ~2x faster on this project's CPUs (``benchmarks/generation_throughput.py``).
-    bf16 products are bit-identical to autocast's; float32 products are summed in another order and agree
-    with ``nn.Linear`` to float32 rounding (~1e-6 relative), not bit for bit. A no-op off CPU, under a
-    non-bf16 autocast, without oneDNN or when ``enabled`` is False. Weights are untouched; the original
-    forwards are restored on exit.
-
-    Yields:
-        the number of layers packed.
-    """
-    parameter = next(model.parameters())
-    dtype = None  # the dtype the layers compute in; None: leave them alone
-    if enabled and parameter.device.type == "cpu" and torch.backends.mkldnn.is_available():
-        if not torch.is_autocast_enabled("cpu"):
-            dtype = "weight"
-        elif torch.get_autocast_dtype("cpu") == torch.bfloat16:
-            dtype = torch.bfloat16
-    patched = []
-    try:
-        for module in model.modules() if dtype is not None else ():
-            if not isinstance(module, nn.Linear) or "forward" in vars(module):
-                continue
-            target = module.weight.dtype if dtype == "weight" else dtype
-            if target not in (torch.float32, torch.bfloat16):
-                continue
-            packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach().to(target), rows_hint)
-            bias = None if module.bias is None else module.bias.detach().to(target)
-            module.forward = functools.partial(_packed_linear, packed=packed, bias=bias)
-            patched.append(module)
-        yield len(patched)
-    finally:
-        for module in patched:
-            del module.forward
-
-
-def _cache_keyword(model) -> str:
-    """``cache`` (transformers >= 5.2x) or ``past_key_values``, whichever the underlying forward takes."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
-
-
 def encode_prompts(tokenizer, prompts: list[list[dict]], max_prompt_length: int | None = None) -> list[list[int]]:
     """Chat-template and tokenise prompts (no special tokens added); keep the last ``max_prompt_length`` ids."""
     encoded = [tokenizer(format_prompt(tokenizer, m), add_special_tokens=False)["input_ids"] for m in prompts]
@@ -316,8 +197,8 @@ def sample_token_ids(
         max_new_tokens: cap on response tokens.
         batch_size: rows decoded together (a memory cap; results do not depend on it beyond float rounding).
         share_prefix: run the prompts' common prefix once (off: every row prefills its whole prompt).
-        packed_linears: on CPU, run the linear layers on weights packed once (:func:`cpu_packed_linears`;
-            off: ``nn.Linear``'s own GEMM, as ``generate`` runs it).
+        packed_linears: on CPU, run the linear layers on weights packed once
+            (``upo.models.decoding.cpu_packed_linears``; off: ``nn.Linear``'s own GEMM, as ``generate`` runs it).
     Returns:
         N lists of sampled ids, in input order, each ending at its first stop token or at the cap.
     """
@@ -333,7 +214,7 @@ def sample_token_ids(
     device = next(model.parameters()).device
     uniforms = row_uniforms(seed, keys, max_new_tokens) if temperature > 0 else None
     stops = torch.tensor(sorted(set(stop_ids)), device=device)
-    cache_kw = _cache_keyword(model)
+    cache_kw = cache_keyword(model)
     prefix_len = _common_prefix(prompt_ids) if share_prefix else 0
     was_training = model.training
     model.eval()
@@ -405,7 +286,7 @@ def _decode_batch(
     # Positions count attended tokens only, as generate() does for left-padded prompts.
     positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
     if prefix_cache is not None:
-        cache = _copy_cache(prefix_cache, batch)
+        cache = repeat_cache(prefix_cache, batch)
     else:
         cache = GrowingCache(model.config)
     logits = model(
@@ -447,12 +328,3 @@ def _decode_batch(
         ids = [t for t in row if t >= 0]
         out.append(ids)
     return out
-
-
-def _copy_cache(prefix_cache, batch: int):
-    """A fresh cache holding the prefix's keys and values repeated for ``batch`` rows (the prefix stays intact)."""
-    import copy
-
-    cache = copy.deepcopy(prefix_cache)
-    cache.batch_repeat_interleave(batch)
-    return cache
