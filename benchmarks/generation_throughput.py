@@ -282,7 +282,8 @@ def write_tables(summary: dict, out_dir: Path) -> None:
         f"Model {s['model']}, {s['prompts']} held-out testbed prompts, {s['max_new_tokens']} new tokens, "
         f"{s['threads']} torch thread(s), device {s['device']} ({platform.processor() or platform.machine()}), "
         f"fp32 weights; load average at start {s['load_average_at_start']} (shared machine: timings are noisy). "
-        "Written by `python benchmarks/generation_throughput.py`.",
+        "Written by `python benchmarks/generation_throughput.py`. With a load average above the core count, "
+        "wall times measure the other jobs as much as these calls: read the CPU-seconds columns first.",
         "",
         "| configuration | side | dtype | packed | T | rows/forward | tokens | wall s | CPU s | tokens/s | speedup | "
         "CPU speedup | identical tokens |",
