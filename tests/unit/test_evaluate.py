@@ -153,3 +153,34 @@ def test_sft_samples_reference(tmp_path, tiny_model_dir, tiny_data):
     # Same weights, same evaluation seed: identical samples, so every comparison is a tie.
     assert metrics["win_rate"]["value"] == pytest.approx(50.0)
     assert metrics["win_rate"]["reference"] == "sft_samples" and metrics["kl"] is None
+
+
+def test_ppo_metrics_carry_the_reward_models_heldout_accuracy(tmp_path, tiny_model_dir, tiny_data):
+    from upo.io import read_yaml, write_yaml
+    from upo.train.reward_model import heldout_accuracy
+
+    rm_dir = tmp_path / "reward_model"
+    (rm_dir / "model").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="train_log.csv"):
+        heldout_accuracy(rm_dir / "model")
+    (rm_dir / "train_log.csv").write_text("step,loss,eval/accuracy\n1,0.7,\n2,0.6,0.8125\n3,0.5,\n")
+    assert heldout_accuracy(rm_dir / "model") == {"heldout_accuracy": 0.8125, "source": "train_log.csv"}
+    (rm_dir / "train_summary.json").write_text(json.dumps({"steps": 3, "heldout_accuracy": 0.75}))
+    assert heldout_accuracy(rm_dir / "model") == {"heldout_accuracy": 0.75, "source": "train_summary.json"}
+
+    section = {"max_prompts": 3, "max_new_tokens": 6, "aux_rewards": [], "kl": False}
+    run = write_run(tmp_path / "run", tiny_model_dir, tiny_data, section)
+    config = read_yaml(run / "run.yaml")
+    write_yaml(run / "run.yaml", {**config, "method": "ppo", "reward_model": str(rm_dir / "model")})
+    from upo.__main__ import main
+
+    assert main(["generate", str(run)]) == 0
+    metrics = evaluate_run(run)
+    assert metrics["reward_model"] == {"heldout_accuracy": 0.75, "source": "train_summary.json"}
+    assert json.loads((run / "metrics.json").read_text())["reward_model"]["heldout_accuracy"] == 0.75
+    broken = copy.deepcopy(metrics)
+    broken["reward_model"]["heldout_accuracy"] = 1.5
+    with pytest.raises(ValueError, match="reward_model/heldout_accuracy"):
+        validate_metrics(broken)
+    write_yaml(run / "run.yaml", config)  # an offline run: no reward model, no field
+    assert "reward_model" not in evaluate_run(run)

@@ -90,3 +90,48 @@ def test_frontier_draws_parity_and_keeps_oracle_bounds_off_the_front(tmp_path, m
     assert fronts and all((xy[:, 0] < 99.0).all() for xy in fronts)  # oracle points never on the front
     sft = table[(table["method"] == "sft") & (table["model"] == "pico")]["win_rate"].iloc[0]
     assert ("parity: SFT win rate", sft) in labels
+
+
+def write_ppo_log(run_dir, beta: float, seed: int, columns: dict | None = None):
+    """A PPO run folder: train_log.csv (per-step rows as train_ppo writes them) and run.yaml's tags."""
+    from upo.io import write_yaml
+
+    run_dir.mkdir(parents=True)
+    steps = range(1, 6)
+    log = pd.DataFrame(
+        columns
+        or {
+            "step": list(steps), "score": [0.1 * s for s in steps], "rm": [0.05 * s for s in steps],
+            "aux": [0.05 * s for s in steps], "kl": [beta * s for s in steps],
+            "response_length": [40 - s for s in steps], "eos_share": [0.5 + 0.1 * s for s in steps],
+        }
+    )  # fmt: skip
+    log.to_csv(run_dir / "train_log.csv", index=False)
+    tags = {"dataset": "default", "model": "pico", "method": "ppo", "beta": beta, "aux_weight": 1.0, "seed": seed}
+    write_yaml(run_dir / "run.yaml", {"method": "ppo", "tags": tags})
+    return run_dir / "train_log.csv"
+
+
+def test_ppo_curves_written_as_png_and_pdf(tmp_path):
+    from upo.report.ppo_curves import PANELS, read_ppo_logs
+
+    csv = tmp_path / "metrics.csv"
+    synthetic_table().to_csv(csv, index=False)
+    logs = [write_ppo_log(tmp_path / f"ppo{b}-{s}", b, s) for b in (0.05, 0.2) for s in (0, 1)]
+    assert main([str(csv), "--out-dir", str(tmp_path / "plots"), "--ppo-logs", *map(str, logs)]) == 0
+    for fmt in ("png", "pdf"):
+        path = tmp_path / "plots" / f"ppo_curves.{fmt}"
+        assert path.is_file() and path.stat().st_size > 1000, path
+    table = read_ppo_logs(logs)
+    assert len(table) == 20 and set(table["beta"]) == {0.05, 0.2}
+    assert {c for c, _ in PANELS} <= set(table.columns)  # reward parts, KL, length and EOS share
+
+
+def test_ppo_log_without_kl_fails_naming_file(tmp_path, capsys):
+    csv = tmp_path / "metrics.csv"
+    synthetic_table().to_csv(csv, index=False)
+    log = write_ppo_log(tmp_path / "ppo", 0.1, 0, {"step": [1], "score": [0.1], "response_length": [3.0]})
+    assert main([str(csv), "--out-dir", str(tmp_path / "plots"), "--ppo-logs", str(log)]) == 1
+    err = capsys.readouterr().err
+    assert str(log) in err and "kl" in err
+    assert not (tmp_path / "plots").exists()

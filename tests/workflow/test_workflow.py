@@ -138,13 +138,16 @@ def test_quick_workflow_end_to_end_and_idempotent(tmp_path):
     for row in rows:
         assert 0 <= float(row["win_rate"]) <= 100
         assert 0 <= float(row["aux_readability"]) <= 1
-    for name in ("frontier_readability", "reward_vs_kl", "cost"):
+    for name in ("frontier_readability", "reward_vs_kl", "cost", "ppo_curves"):  # quick.yaml has a PPO run
         for ext in ("png", "pdf"):
             assert (out / f"{name}.{ext}").stat().st_size > 1000
     from upo.evaluate.evaluation import validate_metrics
 
-    for metrics in (work / "results").glob("**/metrics.json"):
-        validate_metrics(json.loads(metrics.read_text()))
+    for path in (work / "results").glob("**/metrics.json"):
+        metrics = json.loads(path.read_text())
+        validate_metrics(metrics)
+        if metrics["run"]["method"] == "ppo":  # the reward model's held-out accuracy beside every PPO result
+            assert 0 <= metrics["reward_model"]["heldout_accuracy"] <= 1, path
     assert (out / "frontier.csv").exists() and (out / "summary.md").exists()
     run_yaml = next((work / "results/runs").glob("**/run.yaml"))
     assert yaml.safe_load(run_yaml.read_text())["output_dir"].startswith("results/runs/")

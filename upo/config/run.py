@@ -180,6 +180,9 @@ class PPOConfig:
     whiten_advantages: bool = True  # standardise advantages over the rollout batch
     total_steps: int = 100  # PPO steps (rollout batches) in the run
     rm_weight: float = 1.0  # weight of the reward-model score in the sequence reward (0: aux only)
+    rm_normalisation: Literal["zscore", "none"] = "zscore"  # RM scores z-scored on the training responses
+    value_warmup: Literal["rollouts", "none"] = "rollouts"  # fit V on the first rollout batch before updates
+    value_warmup_ridge: float = 0.1  # ridge penalty of that fit, relative to the mean eigenvalue
 
     def __post_init__(self) -> None:
         for name in ("rollouts_per_step", "max_new_tokens", "ppo_epochs", "mini_batch_size", "total_steps"):
@@ -191,6 +194,8 @@ class PPOConfig:
             raise ConfigError("ppo.kl_beta: must be >= 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ConfigError("ppo.gamma and ppo.lam: must be in [0, 1]")
+        if self.value_warmup_ridge <= 0:
+            raise ConfigError("ppo.value_warmup_ridge: must be > 0")
 
 
 @dataclass

@@ -6,7 +6,8 @@ from ``python -m upo generate RUN_DIR``. It writes two files atomically:
 - ``metrics.json``: one object validating against ``upo/schemas/metrics.schema.yaml`` (the
   contract with ``upo.report.aggregate``): win rate (AlpacaEval, ``upo.evaluate.judges``), auxiliary reward means
   in [0, 1] (``upo.rewards.scorers``), response length, sequence KL(policy || reference) on the policy's own
-  samples, lm-eval task scores (``upo.evaluate.lmeval``), training cost, and a provenance manifest.
+  samples, lm-eval task scores (``upo.evaluate.lmeval``), training cost, a provenance manifest, and for
+  runs trained against a reward model (PPO) that model's held-out pairwise accuracy (``reward_model``).
 - ``scores.jsonl``: per prompt ``{"id", "preference", "aux", "kl"}``, for paired bootstraps.
 
 The ``eval:`` section of run.yaml is typed by :class:`EvalConfig`.
@@ -292,6 +293,10 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
             "eval_config": to_dict(eval_config),
         },
     }
+    if run_config.reward_model:  # PPO: how well the reward it optimised ranks held-out pairs
+        from upo.train.reward_model import heldout_accuracy
+
+        metrics["reward_model"] = heldout_accuracy(run_config.reward_model)
     validate_metrics(metrics)
     scores = [
         {

@@ -115,6 +115,7 @@ def metrics_row(metrics: dict, where: str) -> dict:
     row["train_wall_s"] = _num(cost.get("train_wall_s"))
     row["train_tokens"] = _num(cost.get("tokens"))
     row["peak_mem_mb"] = _num(cost.get("peak_mem_mb"))
+    row["rm_heldout_accuracy"] = _num((metrics.get("reward_model") or {}).get("heldout_accuracy"))
     for task, values in sorted((metrics.get("lm_eval") or {}).items()):
         for metric, value in sorted(values.items()):
             if metric != "version" and isinstance(value, int | float):

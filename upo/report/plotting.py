@@ -10,7 +10,8 @@
 - ``reward_vs_kl``: win rate and every aux metric against KL(policy || reference), per method, with
   the SFT model's value as a dotted parity line;
 - ``cost``: win rate and every aux metric against training wall time, per method;
-- ``judges`` (with ``--judges judges.csv``): each judge card's agreement, position and length bias with CIs.
+- ``judges`` (with ``--judges judges.csv``): each judge card's agreement, position and length bias with CIs;
+- ``ppo_curves`` (with ``--ppo-logs``): the PPO runs' per-step reward, KL and length (``upo.report.ppo_curves``).
 Points are seed means; error bars are the SE over seeds, or the SE over prompts for single-seed
 points (same rule as ``summary.md``). Seed means come from ``upo.aggregate.seed_means`` and the
 front from ``upo.frontier.pareto_front``, so plots and tables cannot disagree.
@@ -251,13 +252,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("metrics_csv", help="tidy table written by `python -m upo aggregate`")
     parser.add_argument("--out-dir", required=True, help="folder for the PNG and PDF figures")
     parser.add_argument("--judges", default=None, help="judges.csv of `upo aggregate` -> judges.png/.pdf")
+    parser.add_argument("--ppo-logs", nargs="*", default=[], help="PPO runs' train_log.csv files (ppo_curves)")
     args = parser.parse_args(argv)
+    from upo.report.ppo_curves import plot_ppo_curves, read_ppo_logs  # imports this module: not at the top
+
     try:
         table = read_table(args.metrics_csv)
+        ppo_logs = read_ppo_logs(args.ppo_logs) if args.ppo_logs else None
     except PlotError as error:
         print(f"plot: {error}", file=sys.stderr)
         return 1
-    paths = plot_frontiers(table, args.out_dir)
+    paths = plot_ppo_curves(ppo_logs, args.out_dir) if ppo_logs is not None else []
+    paths += plot_frontiers(table, args.out_dir)
     paths += plot_reward_vs_kl(table, args.out_dir)
     paths += plot_cost(table, args.out_dir)
     if args.judges:

@@ -1,12 +1,18 @@
 """Online RLHF-PPO (docs/method.md, baselines): the expensive, on-policy way to the UPO objective.
 
 Per step: sample one response to each of ``rollouts_per_step`` training prompts from the policy;
-score each sample with reward = rm_weight * RM(x, y) + sum_k c_k norm_k(r_k(y)) (the same weighted,
-normalised auxiliary rewards as UPO, statistics fitted on the training responses); turn it into
+score each sample with reward = rm_weight * z(RM(x, y)) + sum_k c_k norm_k(r_k(y)): the reward model's
+score z-scored on the training responses (both sides of every pair, fitted once at the start) plus
+the same weighted, normalised auxiliary rewards as UPO, so ``aux_weight`` = 1 weighs one standard
+deviation of auxiliary reward like one of reward-model score, as UPO's lambda does
+(``upo.train.ppo_reward``); turn it into
 per-token rewards with a KL penalty to the frozen reference (InstructGPT Eq. 2); estimate
-advantages with GAE from a value head on the policy's last hidden state; whiten them; then run
+advantages with GAE from a value head on the policy's last hidden state (warm-started on the first
+rollout batch, ``upo.train.ppo_value``); whiten them; then run
 ``ppo_epochs`` passes of clipped-surrogate + clipped-value updates over mini-batches, with gradient
-clipping. The loss pieces are the pure functions of ``upo.losses.ppo``.
+clipping. The loss pieces are the pure functions of ``upo.losses.ppo``. ``train_log.csv`` has one row
+per step: reward (``score`` = ``rm`` part + ``aux`` part), ``kl``, ``response_length`` and ``eos_share``
+(the collapse guard), losses, value diagnostics and phase timings.
 
 Conventions follow "The N implementation details of RLHF with PPO" (Huang et al. 2024): log-probs
 are computed at the sampling temperature, no top-k/top-p, the score goes on the last response token
@@ -35,10 +41,11 @@ from upo.models.heads import ValueHead, autocast, pick_device
 from upo.models.loading import load_model, merge_and_save
 from upo.models.logps import selective_log_softmax
 from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
-from upo.rewards.normalise import AuxNormaliser
 from upo.strict import ConfigError
 from upo.train.optim import build_optimizer, peak_memory_mb, set_seed
-from upo.train.reward_model import load_reward_model, resolve_output_dir, score
+from upo.train.ppo_reward import SampleReward
+from upo.train.ppo_value import explained_variance, fit_value_head, monte_carlo_returns, rollout_shape
+from upo.train.reward_model import resolve_output_dir
 from upo.train.step import optimizer_step
 from upo.train.trainlog import MetricsLogger
 
@@ -83,49 +90,6 @@ def forward_response(model, input_ids, attention_mask, prompt_len: int, temperat
     if value_head is not None:
         values = value_head(out.hidden_states[-1][:, prompt_len - 1 : -1])
     return logprobs, values
-
-
-class SampleReward:
-    """reward(x, y) = rm_weight * RM(x, y) + sum_k c_k (r_k(y) - shift_k) / scale_k.
-
-    Returns a dict of (B,) tensors: ``score`` (the total) and its parts ``rm`` and ``aux``.
-    """
-
-    def __init__(self, run: RunConfig, config: PPOConfig, train_records: list[dict], device):
-        self.rm_weight, self.run = config.rm_weight, run
-        self.reward_model = self.rm_tokenizer = None
-        if config.rm_weight:
-            if not run.reward_model:
-                raise ConfigError("reward_model: required when ppo.rm_weight != 0 (train it with train-rm)")
-            self.reward_model, self.rm_tokenizer = load_reward_model(run.reward_model, run.model.dtype, device)
-        self.normaliser = None
-        if run.data.aux_rewards:
-            self.normaliser = AuxNormaliser.fit(train_records, run.data.aux_rewards, run.data.aux_normalisation)
-
-    def __call__(self, prompts: list[list[dict]], texts: list[str]) -> dict[str, torch.Tensor]:
-        total = torch.zeros(len(texts))
-        parts = {}
-        if self.reward_model is not None:
-            parts["rm"] = score(
-                self.reward_model,
-                self.rm_tokenizer,
-                prompts,
-                texts,
-                max_length=self.run.data.max_length,
-                max_prompt_length=self.run.data.max_prompt_length,
-                autocast_bf16=self.run.model.autocast_bf16,
-            )
-            total = total + self.rm_weight * parts["rm"]
-        if self.normaliser is not None:
-            from upo.rewards.scorers import score_texts  # imported here: loads scorers only for aux runs
-
-            aux = torch.zeros(len(texts))
-            for name, weight in self.normaliser.weights.items():
-                unit = torch.tensor(score_texts(name, texts), dtype=torch.float32)
-                aux += weight * (unit - self.normaliser.shift[name]) / self.normaliser.scale[name]
-            parts["aux"] = aux
-            total = total + aux
-        return {"score": total, **parts}
 
 
 def _load_policy(run: RunConfig, device):
@@ -193,6 +157,27 @@ def rollout(
     return input_ids, attention_mask, prompt_len, mask, decode_responses(tokenizer, responses)
 
 
+def warm_start_value(policy, value_head, batch, rewards, maskf, config: PPOConfig, bf16: bool, device):
+    """Fit the value head on the first rollout batch (``upo.train.ppo_value.fit_value_head``).
+
+    ``batch`` is (input_ids, attention_mask, prompt_len) of the rollout. Returns the batch's values
+    under the fitted head (B, R), which replace the random head's as the rollout-time values, and the
+    fit's before/after squared errors.
+    """
+    input_ids, attention_mask, prompt_len = batch
+    with torch.no_grad(), autocast(bf16, device):
+        # An identity "value head" makes forward_response return the hidden states it would score.
+        _, hidden = forward_response(
+            policy, input_ids, attention_mask, prompt_len, config.temperature, value_head=torch.nn.Identity()
+        )
+    hidden = hidden.float()
+    returns = monte_carlo_returns(rewards, maskf, config.gamma)
+    stats = fit_value_head(value_head, hidden, returns, maskf, config.value_warmup_ridge)
+    with torch.no_grad(), autocast(bf16, device):
+        values = value_head(hidden)
+    return values.float() * maskf, stats
+
+
 def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn | None = None) -> dict:
     """Run PPO as ``run`` describes and write its outputs. ``reward_fn`` replaces RM + aux if given."""
     config, beta = ppo_config(run)
@@ -215,11 +200,13 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     value_head = ValueHead(hidden_size, layer_norm=False, zero_init=False).to(device)
     trainable = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
     optimizer = build_optimizer(trainable, run.optim)
+    setup_start = time.perf_counter()  # the reward model's z-scoring pass counts as training time
     reward = SampleReward(run, config, records, device) if reward_fn is None else None
+    warmup: dict[str, float] = {}
 
     rng = random.Random(run.seed)
     queue: list[int] = []
-    logger, tokens, start_time = MetricsLogger(output_dir / "train_log.csv"), 0, time.perf_counter()
+    logger, tokens, start_time = MetricsLogger(output_dir / "train_log.csv"), 0, setup_start
     for step in tqdm(range(1, config.total_steps + 1), desc="train-ppo", disable=None):
         step_start = time.perf_counter()
         while len(queue) < config.rollouts_per_step:  # cycle through seeded shuffles of the prompts
@@ -252,6 +239,10 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
         rewards, kl = kl_penalty_rewards(scores, old_logprobs, ref_logprobs, maskf, beta=beta)
         if config.whiten_rewards:
             rewards = whiten(rewards, maskf, shift_mean=False)
+        if step == 1 and config.value_warmup == "rollouts":  # before the first policy update
+            old_values, warmup = warm_start_value(
+                policy, value_head, (input_ids, attention_mask, prompt_len), rewards, maskf, config, bf16, device
+            )
         advantages, returns = gae_advantages(rewards, old_values, maskf, gamma=config.gamma, lam=config.lam)
         if config.whiten_advantages:
             advantages = whiten(advantages, maskf)
@@ -293,14 +284,16 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
                     stats[key].append(float(value.detach()))
 
         row = {"step": step, "score": float(parts["score"].mean())}
-        for key in ("rm", "aux"):
+        for key in ("rm", "aux", "rm_raw"):
             if key in parts:
                 row[key] = float(parts[key].mean())
         row["kl"] = float(kl.sum(-1).mean())  # sequence KL estimate (sum of per-token log-ratios)
         row["non_score_reward"] = float((-beta * kl).sum(-1).mean())
         row.update({key: sum(values) / len(values) for key, values in stats.items()})
         row["value_mean"] = float(masked_mean(old_values, maskf))
-        row["response_length"] = float(maskf.sum(-1).mean())
+        row["value_explained_var"] = explained_variance(old_values, returns, maskf)  # before this step's updates
+        row.update(rollout_shape(input_ids[:, prompt_len:], mask, tokenizer.eos_token_id))
+        row["response_words"] = sum(len(t.split()) for t in texts) / len(texts)
         row["rollout_s"] = scoring_start - step_start  # sampling + policy/reference log-probs
         row["score_s"] = update_start - scoring_start
         row["update_s"] = time.perf_counter() - update_start
@@ -315,6 +308,8 @@ def train_ppo(run: RunConfig, output_dir: str | os.PathLike, reward_fn: RewardFn
     with atomic_path(output_dir / "value_head.safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in value_head.state_dict().items()}, str(tmp))
     summary = {"wall_s": wall_s, "tokens": tokens, "peak_mem_mb": peak_memory_mb(device), "steps": config.total_steps}
+    summary["rm_normalisation"] = reward.rm_stats if reward is not None else None
+    summary["value_warmup"] = {"method": config.value_warmup, **warmup}
     write_json(output_dir / "train_summary.json", summary)
     return summary
 

@@ -26,7 +26,7 @@ from upo.models.heads import autocast, torch_dtype
 from upo.models.logps import pad_right
 from upo.models.pair_forward import sequence_scores
 
-__all__ = ["load_reward_model", "main", "resolve_output_dir", "score", "sequence_scores"]
+__all__ = ["heldout_accuracy", "load_reward_model", "main", "resolve_output_dir", "score", "sequence_scores"]
 
 
 def resolve_output_dir(run: RunConfig, config_path: str | os.PathLike) -> Path:
@@ -92,6 +92,33 @@ def score(
         with autocast(autocast_bf16, device):
             out.append(sequence_scores(reward_model, input_ids, attention_mask).cpu())
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def heldout_accuracy(model_dir: str | os.PathLike) -> dict:
+    """The reward model's held-out pairwise accuracy (share of test pairs with r(chosen) > r(rejected)).
+
+    Read from the run folder holding ``model_dir``: ``train_summary.json``'s ``heldout_accuracy`` when
+    the reward-model run wrote it, else the last ``eval/accuracy`` of ``train_log.csv`` (the offline
+    trainer's held-out evaluation after the final step). Returns ``{"heldout_accuracy", "source"}``.
+    """
+    import csv
+    import json
+
+    run_dir = Path(model_dir).parent
+    summary_path, log_path = run_dir / "train_summary.json", run_dir / "train_log.csv"
+    if summary_path.is_file():
+        value = json.loads(summary_path.read_text(encoding="utf-8")).get("heldout_accuracy")
+        if value is not None:
+            return {"heldout_accuracy": float(value), "source": "train_summary.json"}
+    if log_path.is_file():
+        with open(log_path, newline="", encoding="utf-8") as handle:
+            values = [row["eval/accuracy"] for row in csv.DictReader(handle) if row.get("eval/accuracy")]
+        if values:
+            return {"heldout_accuracy": float(values[-1]), "source": "train_log.csv"}
+    raise FileNotFoundError(
+        f"{run_dir}: no held-out accuracy of the reward model (neither heldout_accuracy in {summary_path.name} "
+        f"nor eval/accuracy in {log_path.name}); train it with train-rm, train.eval_pairs > 0 and data.test set"
+    )
 
 
 # ------------------------------------------------------------------------------ training

@@ -37,11 +37,12 @@ rule aggregate:
         "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} --judge-cards {input.cards} > {log} 2>&1"
 
 
-# Preference frontier, reward-vs-KL and cost figures (PNG for the report, PDF for papers).
+# Preference frontier, reward-vs-KL, cost and PPO training-curve figures (PNG for the report, PDF for papers).
 rule plot:
     input:
         table=f"results/{EXPERIMENT}/metrics.csv",
         judges=f"results/{EXPERIMENT}/judges.csv",
+        ppo_logs=ppo_train_logs,
     output:
         [
             report(p, category="Figures", caption="../report/frontier.rst")
@@ -55,5 +56,6 @@ rule plot:
         "../envs/upo.yaml"
     params:
         out=output_folder,
+        ppo=ppo_logs_arg,
     shell:
-        "python -m upo plot {input.table} --judges {input.judges} --out-dir {params.out} > {log} 2>&1"
+        "python -m upo plot {input.table} --judges {input.judges} --out-dir {params.out} {params.ppo} > {log} 2>&1"

@@ -70,7 +70,9 @@ def final_targets():
 def plot_files():
     aux = sorted({a for _, e in checks.eval_sections(CONFIG) for a in e.aux_rewards})
     names = [f"frontier_{a}" for a in aux]
-    names += ["reward_vs_kl", "cost", "judges"]
+    names += ["reward_vs_kl", "cost", "judges"] + (
+        ["ppo_curves"] if PPO_METHODS else []
+    )
     return [f"results/{EXPERIMENT}/{n}.{ext}" for n in names for ext in ("png", "pdf")]
 
 
@@ -177,6 +179,19 @@ def reference_model(wildcards):
 
 def metrics_inputs(wildcards):
     return [f"{d}/metrics.json" for d in evaluated_dirs()]
+
+
+def ppo_train_logs(wildcards):
+    """train_log.csv of every PPO run (the ppo_curves figure)."""
+    return [
+        os.path.join(folder, "train_log.csv")
+        for folder, run in zip(run_dirs(), RUNS)
+        if run["method"] in PPO_METHODS
+    ]
+
+
+def ppo_logs_arg(wildcards, input):
+    return f"--ppo-logs {' '.join(input.ppo_logs)}" if input.ppo_logs else ""
 
 
 def scores_inputs(wildcards):

@@ -159,6 +159,7 @@ rule train_ppo:
             "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
         ),
         summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_summary.json",
+        curves="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_log.csv",
     log:
         "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.log",
     benchmark:
