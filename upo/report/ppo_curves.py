@@ -4,8 +4,8 @@
 the per-step reward (total, reward-model part in training-response standard deviations, auxiliary
 part), the KL to the reference, the mean response length and the share of responses that ended with
 EOS before ``max_new_tokens`` (a fall in length with EOS share near 1 is the collapse to short
-answers that a reward can drive). One line per run, labelled with its KL coefficient beta, aux
-weight w and seed (from the run.yaml beside each log). Drawing only, no new numbers.
+answers that a reward can drive). One line per run, labelled with its method, KL coefficient beta,
+aux weight w and seed (from the run.yaml beside each log). Drawing only, no new numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REQUIRED = ["step", "score", "kl", "response_length"]
 
 
 def read_ppo_logs(paths: list[str | Path]) -> pd.DataFrame:
-    """All PPO train logs in one long table with the run's dataset, model, beta, aux_weight, seed."""
+    """All PPO train logs in one long table with the run's dataset, model, method, beta, aux_weight, seed."""
     frames = []
     for path in map(Path, paths):
         try:
@@ -44,7 +44,7 @@ def read_ppo_logs(paths: list[str | Path]) -> pd.DataFrame:
         if not run_yaml.is_file():
             raise PlotError(f"{run_yaml}: missing (the PPO log's run identity comes from its tags)")
         tags = read_yaml(run_yaml).get("tags") or {}
-        for key in ("dataset", "model", "beta", "aux_weight", "seed"):
+        for key in ("dataset", "model", "method", "beta", "aux_weight", "seed"):
             if key not in tags:
                 raise PlotError(f"{run_yaml}: tags.{key} is missing")
             log[key] = tags[key]
@@ -61,12 +61,12 @@ def plot_ppo_curves(logs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     cmap = plt.get_cmap("tab10")
     for row_axes, (dataset, model) in zip(axes, cells, strict=True):
         cell = logs[(logs["dataset"] == dataset) & (logs["model"] == model)]
-        runs = sorted(cell.groupby(["beta", "aux_weight", "seed"]), key=lambda item: item[0])
+        runs = sorted(cell.groupby(["method", "beta", "aux_weight", "seed"]), key=lambda item: item[0])
         for ax, (column, ylabel) in zip(row_axes, PANELS, strict=True):
-            for index, ((beta, weight, seed), run) in enumerate(runs):
+            for index, ((method, beta, weight, seed), run) in enumerate(runs):
                 if column in run and run[column].notna().any():
                     ax.plot(run["step"], run[column], color=cmap(index % 10), lw=1.2,
-                            label=f"β={beta:g} w={weight:g} seed {seed}")  # fmt: skip
+                            label=f"{method} β={beta:g} w={weight:g} seed {seed}")  # fmt: skip
             if not ax.lines:  # say so rather than leave an unexplained blank
                 ax.text(0.5, 0.5, f"{column} not logged", ha="center", va="center", transform=ax.transAxes)
             ax.set(title=f"{dataset} / {model}", xlabel="PPO step", ylabel=ylabel)
