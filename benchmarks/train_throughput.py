@@ -15,6 +15,12 @@ Every configuration runs in a fresh Python process so that its peak memory is it
     trl-precomputed-nogc  also ``gradient_checkpointing=False``: the compute our step does (full mode only)
     ours-paired           DPO and UPO steps interleaved in one process: the UPO/DPO step-time ratio
     loss-check            step-0 DPO loss of ours and TRL on one batch with a reference != the policy
+    ours-dpo-lora         our DPO step with LoRA (r 16, alpha 32, all linear layers: the study's setting;
+                          smollm2-135m, full mode)
+    matmul-peak           bf16 and fp32 2048 x 2048 matmul GFLOP/s with the same threads: the peak that
+                          model FLOP utilisation (MFU, ``upo.train.flops``) is measured against
+``--quick`` also runs matmul-peak and one warm-up + one timed ours-dpo step of smollm2-135m for
+``smollm2_mfu_bf16``.
 Tokens/s = non-pad tokens (attention-mask sum over [chosen; rejected]) of the timed steps / their time;
 warm-up steps are excluded. Peak memory: Linux ``VmHWM`` of the process, reset (``/proc/self/clear_refs``)
 just before the training loop, so it covers training only (``ru_maxrss`` over the whole process is
@@ -42,6 +48,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
 OUT_DIR = REPO_ROOT / "results" / "benchmarks"
 SMOLLM2_DIR = REPO_ROOT / "resources" / "models" / "smollm2-135m"
 AUX_NAME = "readability"
+LORA = {"r": 16, "alpha": 32}  # the default study's smollm2-135m adapters (config/config.yaml)
 WORDS = (
     "the a cat dog sat on warm mat and we love sunny days but hate cold rain reading short clear words is easy "
     "long convoluted sentences are exhausting people often ask how to cook pasta fix a bike or write a letter "
@@ -199,7 +206,12 @@ def trainer_config(spec: dict, loss_name: str, out_dir: Path, cache: Path):
             "method": f"bench-{loss_name}",
             "seed": 0,
             "output_dir": str(out_dir),
-            "model": {"name": "bench", "path": spec["model"], "autocast_bf16": spec["bf16"]},
+            "model": {
+                "name": "bench",
+                "path": spec["model"],
+                "autocast_bf16": spec["bf16"],
+                **({"lora": LORA} if spec.get("lora") else {}),
+            },
             "reference": {"path": spec["model"], "logps_cache": str(cache)},
             "data": {
                 "train": spec["data"],
@@ -259,7 +271,10 @@ def _batches(spec: dict) -> list[list[int]]:
 def child_ours(spec: dict, loss_name: str) -> dict:
     import gc
 
-    step, setup_s, _ = our_step(spec, loss_name)
+    from upo.train.flops import parameter_counts
+
+    step, setup_s, session = our_step(spec, loss_name)
+    params = parameter_counts(session.unwrapped.model)
     gc.collect()
     _reset_peak()
     times, tokens = [], []
@@ -269,7 +284,7 @@ def child_ours(spec: dict, loss_name: str) -> dict:
         tokens.append(step(ids, index).tokens)
         _sync()
         times.append(time.perf_counter() - started)
-    return {"times": times, "tokens": tokens, "setup_s": setup_s, **_peaks()}
+    return {"times": times, "tokens": tokens, "setup_s": setup_s, "params": params, **_peaks()}
 
 
 def child_paired(spec: dict) -> dict:
@@ -447,8 +462,24 @@ def child_loss_check(spec: dict) -> dict:
     }
 
 
+def child_matmul_peak(spec: dict) -> dict:
+    """The machine's matmul peak in bf16 and fp32 with the benchmark's threads (``upo.train.flops``)."""
+    import torch
+
+    from upo.train.flops import matmul_peak_gflops
+
+    torch.set_num_threads(spec["threads"])
+    size = 8192 if _device() == "cuda" else 2048  # 2048 is far from a GPU's peak
+    return {
+        f"{name}_peak_gflops": matmul_peak_gflops(dtype, size, device=_device())
+        for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))
+    }
+
+
 CHILDREN = {
     "ours-dpo": lambda spec: child_ours(spec, "dpo"),
+    "ours-dpo-lora": lambda spec: child_ours({**spec, "lora": True}, "dpo"),
+    "matmul-peak": child_matmul_peak,
     "ours-upo": lambda spec: child_ours(spec, "upo"),
     "trl-default": lambda spec: child_trl(spec, precompute=False, gradient_checkpointing=None),
     "trl-precomputed": lambda spec: child_trl(spec, precompute=True, gradient_checkpointing=None),
@@ -459,6 +490,9 @@ CHILDREN = {
 DEFAULT_STEPS = {"tiny": (3, 20), "smollm2-135m": (1, 3)}  # (warm-up, timed) steps per model
 QUICK_CONFIGS = ["ours-dpo", "ours-upo", "trl-default", "trl-precomputed", "ours-paired", "loss-check"]
 FULL_CONFIGS = QUICK_CONFIGS[:4] + ["trl-precomputed-nogc"] + QUICK_CONFIGS[4:]
+MFU_CONFIGS = ["matmul-peak", "ours-dpo", "ours-dpo-lora"]  # full mode adds these (once) on smollm2-135m
+QUICK_MFU = (["matmul-peak", "ours-dpo"], (1, 1))  # --quick's smollm2-135m part: configs, (warm-up, timed)
+NOT_TIMED = ("ours-paired", "loss-check", "matmul-peak")  # configurations without a tokens/s row
 
 
 # -------------------------------------------------------------------------------------------- orchestration
@@ -496,12 +530,8 @@ def timed(result: dict, warmup: int) -> dict:
     }
 
 
-def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: list[str]) -> tuple[list[dict], dict]:
-    """All configurations on one model: table rows and the summary numbers."""
-    default_warmup, default_steps = DEFAULT_STEPS[model]
-    warmup = default_warmup if args.warmup is None else args.warmup
-    steps = default_steps if args.steps is None else args.steps
-    spec = {
+def bench_spec(model: str, path: Path, data: Path, args, work: Path, warmup: int, steps: int) -> dict:
+    return {
         "model": str(path),
         "data": str(data),
         "batch_size": args.batch_size,
@@ -517,14 +547,43 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
         "perturb": 2.0 if model == "tiny" else 0.05,
         "work": str(work),
     }
+
+
+def add_mfu(row: dict, params: dict, peak_gflops: float) -> None:
+    """Model FLOPs per token, achieved GFLOP/s and MFU of a row (``upo.train.flops`` conventions)."""
+    from upo.train.flops import mfu, step_flops
+
+    lora = row["config"].endswith("-lora")
+    for suffix, total in (("", params["total"]), ("_nonembedding", params["total"] - params["embedding"])):
+        per_token = step_flops(total, params["trainable"] if lora else total, 1, lora)
+        if not suffix:
+            row["model_flops_per_token"] = per_token
+            row["achieved_gflops"] = per_token * row["tokens_per_s"] / 1e9
+        row[f"mfu{suffix}"] = mfu(per_token * row["tokens_per_s"], 1.0, peak_gflops)
+    row["peak_gflops"] = peak_gflops
+
+
+def bench_model(
+    model: str, path: Path, data: Path, args, work: Path, configs: list[str], steps: tuple[int, int] | None = None
+) -> tuple[list[dict], dict]:
+    """All configurations on one model: table rows and the summary numbers.
+
+    ``steps`` (warm-up, timed) overrides :data:`DEFAULT_STEPS`; ``--warmup``/``--steps`` override both.
+    """
+    default_warmup, default_steps = steps or DEFAULT_STEPS[model]
+    warmup = default_warmup if args.warmup is None else args.warmup
+    steps = default_steps if args.steps is None else args.steps
+    spec = bench_spec(model, path, data, args, work, warmup, steps)
     results = {}
     for name in configs:
         started = time.perf_counter()
         results[name] = run_config(name, spec, work, args.in_process)
         print(f"[{model}] {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    precision = "bf16" if spec["bf16"] else "fp32"
+    peak = results["matmul-peak"][f"{precision}_peak_gflops"] if "matmul-peak" in results else None
     rows, ours = [], timed(results["ours-dpo"], warmup)
     for name in configs:
-        if name in ("ours-paired", "loss-check"):
+        if name in NOT_TIMED:
             continue
         row = {
             "model": model,
@@ -538,6 +597,8 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
             **timed(results[name], warmup),
         }
         row["ours_dpo_speedup"] = ours["tokens_per_s"] / row["tokens_per_s"]
+        if peak is not None:  # TRL trains the same model in full: ours-dpo's parameter counts
+            add_mfu(row, results[name].get("params") or results["ours-dpo"]["params"], peak)
         row.update(
             {
                 k: results[name].get(k)
@@ -546,12 +607,30 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
         )
         rows.append(row)
     by_name = {row["config"]: row for row in rows}
-    paired, check = results["ours-paired"], results["loss-check"]
     summary = {
         "model": model,
         "warmup_steps": warmup,
         "timed_steps": steps,
         "ours_tokens_per_s": ours["tokens_per_s"],
+        "ours_median_step_s": ours["median_step_s"],
+    }
+    if peak is not None:
+        summary.update(results["matmul-peak"])
+        summary[f"mfu_{precision}_full_ft_dpo"] = by_name["ours-dpo"]["mfu"]
+        summary[f"mfu_{precision}_full_ft_dpo_nonembedding"] = by_name["ours-dpo"]["mfu_nonembedding"]
+        if "ours-dpo-lora" in by_name:
+            summary[f"mfu_{precision}_lora_dpo"] = by_name["ours-dpo-lora"]["mfu"]
+            summary["lora_tokens_per_s"] = by_name["ours-dpo-lora"]["tokens_per_s"]
+        summary["params"] = results["ours-dpo"]["params"]["total"]
+    if "trl-default" in results:
+        summary.update(compare_with_trl(results, by_name, warmup))
+    return rows, summary
+
+
+def compare_with_trl(results: dict, by_name: dict, warmup: int) -> dict:
+    """The summary's TRL comparison, UPO/DPO ratio and step-0 loss check."""
+    paired, check = results["ours-paired"], results["loss-check"]
+    summary = {
         "trl_tokens_per_s": by_name["trl-default"]["tokens_per_s"],
         "trl_precomputed_tokens_per_s": by_name["trl-precomputed"]["tokens_per_s"],
         "speedup_vs_trl": by_name["trl-default"]["ours_dpo_speedup"],
@@ -568,7 +647,7 @@ def bench_model(model: str, path: Path, data: Path, args, work: Path, configs: l
     }
     if "trl-precomputed-nogc" in by_name:
         summary["speedup_vs_trl_precomputed_nogc"] = by_name["trl-precomputed-nogc"]["ours_dpo_speedup"]
-    return rows, summary
+    return summary
 
 
 def write_tables(rows: list[dict], summaries: list[dict], out_dir: Path, meta: dict) -> None:
@@ -589,6 +668,7 @@ def write_tables(rows: list[dict], summaries: list[dict], out_dir: Path, meta: d
             "train_peak_rss_mb",
             "setup_s",
         ]
+        + [column for column in ("achieved_gflops", "mfu") if column in table]
     ]
     lines = [
         "# Training throughput: our DPO/UPO step vs TRL DPOTrainer",
@@ -604,6 +684,7 @@ def write_tables(rows: list[dict], summaries: list[dict], out_dir: Path, meta: d
         "speedup_vs_trl": ">= 1.5",
         "upo_over_dpo_step_time": "<= 1.10",
         "step0_loss_abs_diff_vs_trl": "<= 1e-4",
+        "mfu_bf16_full_ft_dpo": ">= 0.5",
     }
     for summary in summaries:
         for key, value in summary.items():
@@ -637,18 +718,21 @@ def run_benchmark(
         max_length=max_length,
         in_process=in_process,
     )
-    models = ["tiny"] if quick else ["tiny", "smollm2-135m"]
-    configs = QUICK_CONFIGS if quick else FULL_CONFIGS
+    if quick:  # the tiny model's comparison, then smollm2-135m's MFU from one timed step
+        plan = [("tiny", QUICK_CONFIGS, None), ("smollm2-135m", *QUICK_MFU)]
+    else:
+        plan = [("tiny", FULL_CONFIGS, None), ("smollm2-135m", MFU_CONFIGS[:1] + FULL_CONFIGS + MFU_CONFIGS[2:], None)]
     most_steps = max(
-        (DEFAULT_STEPS[m][0] if warmup is None else warmup) + (DEFAULT_STEPS[m][1] if steps is None else steps)
-        for m in models
+        (warmup if warmup is not None else (fixed or DEFAULT_STEPS[m])[0])
+        + (steps if steps is not None else (fixed or DEFAULT_STEPS[m])[1])
+        for m, _, fixed in plan
     )
     all_rows, summaries = [], []
     with tempfile.TemporaryDirectory(prefix="upo-bench-") as tmp:
         work = Path(tmp)
-        assets = prepare_assets(work, models, args.batch_size * most_steps)
-        for model in models:
-            rows, summary = bench_model(model, assets[model], assets["data"], args, work, configs)
+        assets = prepare_assets(work, [m for m, _, _ in plan], args.batch_size * most_steps)
+        for model, configs, fixed in plan:
+            rows, summary = bench_model(model, assets[model], assets["data"], args, work, configs, fixed)
             all_rows += rows
             summaries.append(summary)
     if not quick and out_dir is not None:
@@ -657,16 +741,28 @@ def run_benchmark(
             f"device {_device()}, (warm-up, timed) steps {DEFAULT_STEPS if steps is None else (warmup, steps)}"
         )
         write_tables(all_rows, summaries, Path(out_dir), meta)
-    final = dict(summaries[-1])
-    if len(summaries) > 1:
-        final["per_model"] = {s["model"]: s for s in summaries}
+    per_model = {s["model"]: s for s in summaries}
+    final = dict(per_model["tiny"] if quick else summaries[-1])
+    smollm2 = per_model["smollm2-135m"]
+    precision = "fp32" if fp32 else "bf16"
+    final.update(
+        {
+            f"smollm2_mfu_{precision}": smollm2[f"mfu_{precision}_full_ft_dpo"],
+            "smollm2_tokens_per_s": smollm2["ours_tokens_per_s"],
+            "smollm2_step_s": smollm2["ours_median_step_s"],
+            "bf16_peak_gflops": smollm2["bf16_peak_gflops"],
+            "fp32_peak_gflops": smollm2["fp32_peak_gflops"],
+        }
+    )
+    if not quick:
+        final["per_model"] = per_model
     final.update({"device": _device(), "threads": args.threads, "batch_pairs": args.batch_size, "quick": quick})
     return final
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny model only, few steps (< 3 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="tiny model + one smollm2 step for MFU (< 3 min)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default per model: DEFAULT_STEPS)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default per model)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per step (8)")

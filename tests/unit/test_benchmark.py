@@ -19,6 +19,9 @@ REQUIRED = (
     "speedup_vs_trl",
     "upo_over_dpo_step_time",
     "step0_loss_abs_diff_vs_trl",
+    "smollm2_mfu_bf16",
+    "bf16_peak_gflops",
+    "fp32_peak_gflops",
 )
 
 
@@ -51,6 +54,7 @@ def test_quick_json_line_has_the_keys(bench, capsys, tmp_path):
     for key in REQUIRED:
         assert isinstance(summary[key], float) and math.isfinite(summary[key]), key
     assert summary["quick"] is True and summary["model"] == "tiny"
+    assert summary["smollm2_mfu_bf16"] > 0  # a fraction of the bf16 peak measured in the same run
     assert summary["pairs_tokenised_identically"] == "4/4"  # same token ids as TRL's own tokenisation
     assert not list(tmp_path.iterdir())  # quick mode writes no tables
 
