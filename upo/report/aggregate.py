@@ -13,6 +13,9 @@
 - ``DIR/judges.csv`` (with ``--judge-cards``): one row per judge card (``upo.report.judge_table``);
   every (dataset, judge) of the table needs its card;
 - ``DIR/summary.md``: the tables in words (``upo.report.summary``), the judges beside the win rates.
+- ``DIR/cost_profile.csv``: per rule kind and model the jobs, wall s, peak memory and share of the
+  job-seconds from Snakemake's benchmark records, and the run's wall time from its log
+  (``upo.report.cost_profile``).
 Per-prompt scores come from ``scores.jsonl`` beside each ``metrics.json`` (evaluation writes both); prompt
 clusters (the testbed's topics) from the ``cluster`` field of the test file named in the ``run.yaml``
 beside it (a record without one is its own cluster).
@@ -315,6 +318,26 @@ def _reference_point(values: list[str]) -> str | tuple[float, float]:
     return (x, y)
 
 
+def experiment_cost(table: pd.DataFrame, out: Path, benchmarks_dir: Path, log_dir: Path) -> tuple[pd.DataFrame, str]:
+    """Cost profile of the runs in ``table`` (their folders relative to the working folder, as the
+    workflow passes them) and the run's wall time: the table and its ``summary.md`` line."""
+    from upo.report.cost_profile import cost_profile, experiment_records, run_wall_time, summary_line
+
+    cwd = Path.cwd().resolve()
+    run_dirs = []
+    for source in table["source"]:
+        folder = Path(source).parent
+        if folder.is_absolute():
+            if not folder.resolve().is_relative_to(cwd):
+                continue  # not under the workflow folder: no record of it
+            folder = folder.resolve().relative_to(cwd)
+        run_dirs.append(folder)
+    pairs = sorted(set(zip(table["dataset"], table["model"], strict=True)))
+    records = experiment_records(benchmarks_dir, run_dirs, pairs, out.name) if run_dirs else []
+    cost = cost_profile(benchmarks_dir, records)
+    return cost, summary_line(cost, run_wall_time(log_dir) if records else None)
+
+
 def main(argv: list[str]) -> int:
     from upo.report.comparisons import build_cells, claims_table, hypervolume_table
     from upo.report.summary import summary_markdown
@@ -335,6 +358,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
     parser.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap generator seed")
     parser.add_argument("--schema", default=str(SCHEMA_PATH), help="metrics JSON schema (YAML), if present")
+    parser.add_argument("--benchmarks-dir", default="benchmarks", help="Snakemake's benchmark records")
+    parser.add_argument("--snakemake-log-dir", default=".snakemake/log", help="Snakemake's run logs")
     parser.add_argument(
         "--no-prompt-bootstrap",
         action="store_true",
@@ -370,6 +395,8 @@ def main(argv: list[str]) -> int:
     write_text(out / "hypervolume.csv", hypervolume.to_csv(index=False))
     if judges is not None:
         write_text(out / "judges.csv", judges.to_csv(index=False))
-    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level, judges))
+    cost, cost_line = experiment_cost(table, out, Path(args.benchmarks_dir), Path(args.snakemake_log_dir))
+    write_text(out / "cost_profile.csv", cost.to_csv(index=False, float_format="%.4g"))
+    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level, judges, [cost_line]))
     print(f"aggregate: {len(table)} runs, {len(claims)} claims -> {out}/")
     return 0
