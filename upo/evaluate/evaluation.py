@@ -60,6 +60,7 @@ def sequence_kl(
     prompts: list[list[dict]],
     response_ids: list[list[int]],
     batch_size: int = 16,
+    autocast_bf16: bool = False,
 ) -> list[float]:
     """Per-sample sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)] on given responses.
 
@@ -70,30 +71,38 @@ def sequence_kl(
         policy, reference: causal LMs sharing ``tokenizer``.
         prompts: N message lists (rendered with the chat template, as at generation).
         response_ids: N token id lists (what was sampled, EOS included when generated).
-        batch_size: sequences per forward.
+        batch_size: sequences per forward; batches are formed by length (longest first), which in float32
+            gives the same numbers bit for bit as batches in prompt order (tested).
+        autocast_bf16: bf16 autocast of both forwards (the run's ``model.autocast_bf16``); log-softmax in float32.
     Returns:
-        N floats (0 for an empty response).
+        N floats (0 for an empty response), in prompt order.
     """
     from upo.data.batching import format_prompt
-    from upo.models.logps import IGNORE_INDEX, pad_right, token_logps
+    from upo.models.heads import autocast
+    from upo.models.logps import IGNORE_INDEX, pad_right
+    from upo.models.pair_forward import length_order, response_token_logps
 
+    if len(prompts) != len(response_ids):
+        raise ValueError(f"{len(prompts)} prompts but {len(response_ids)} responses")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(policy.parameters()).device
-    out: list[float] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc="kl", unit="batch"):
-        seqs, labels = [], []
-        for messages, ids in zip(
-            prompts[start : start + batch_size], response_ids[start : start + batch_size], strict=True
-        ):
-            prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
-            seqs.append(prompt_ids + list(ids))
-            labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
-        input_ids = pad_right(seqs, pad_id).to(device)  # (B, T), right padding keeps positions
-        attention = pad_right([[1] * len(s) for s in seqs], 0).to(device)
-        label_t = pad_right(labels, IGNORE_INDEX).to(device)
-        lp, mask = token_logps(policy(input_ids=input_ids, attention_mask=attention).logits, label_t)
-        lr, _ = token_logps(reference(input_ids=input_ids, attention_mask=attention).logits, label_t)
-        out.extend(((lp - lr) * mask).sum(-1).tolist())  # (B,)
+    seqs, labels = [], []
+    for messages, ids in zip(prompts, response_ids, strict=True):
+        prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
+        seqs.append(prompt_ids + list(ids))
+        labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
+    order = length_order([len(s) for s in seqs])
+    out: list[float] = [0.0] * len(seqs)
+    for start in tqdm(range(0, len(seqs), batch_size), desc="kl", unit="batch"):
+        rows = order[start : start + batch_size]
+        input_ids = pad_right([seqs[i] for i in rows], pad_id).to(device)  # (B, T), right padding keeps positions
+        attention = pad_right([[1] * len(seqs[i]) for i in rows], 0).to(device)
+        label_t = pad_right([labels[i] for i in rows], IGNORE_INDEX).to(device)
+        with autocast(autocast_bf16, device):
+            lp, mask, _ = response_token_logps(policy, input_ids, attention, label_t)
+            lr, _, _ = response_token_logps(reference, input_ids, attention, label_t)
+        for row, value in zip(rows, ((lp - lr) * mask).sum(-1).tolist(), strict=True):  # (B,)
+            out[row] = value
     return out
 
 
@@ -240,7 +249,15 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
         reference, _ = load_model_and_tokenizer(reference_path, device=str(next(policy.parameters()).device))
         policy.eval()
         reference.eval()
-        kl_values = sequence_kl(policy, reference, tokenizer, [r["prompt"] for r in rows], ids, eval_config.batch_size)
+        kl_values = sequence_kl(
+            policy,
+            reference,
+            tokenizer,
+            [r["prompt"] for r in rows],
+            ids,
+            eval_config.batch_size,
+            run_config.model.autocast_bf16,
+        )
         value, se = mean_se(kl_values)
         kl = {"value": value, "se": se, "n": len(kl_values)}
         del reference

@@ -30,7 +30,7 @@ import torch
 
 from upo.config import LoraConfig
 from upo.io import atomic_dir
-from upo.models.heads import torch_dtype
+from upo.models.heads import pick_device, torch_dtype
 from upo.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -138,12 +138,21 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
     return tokenizer
 
 
+def default_attention() -> str:
+    """``sdpa`` on a GPU; ``eager`` (softmax(QK^T) V in plain matmuls) on the CPU, where torch's fused
+    CPU attention is slower at our lengths: SmolLM2-135M's bf16 forward + backward over 16 sequences of
+    ~80 tokens took 9.6 s eager against 12.1 s sdpa on one thread (``benchmarks/README.md``). The same
+    attention either way; only rounding differs."""
+    return "sdpa" if pick_device().type == "cuda" else "eager"
+
+
 def load_model(
     path: str | os.PathLike,
     dtype: str = "float32",
     lora: LoraConfig | None = None,
     trust_remote_code: bool = False,
     head: Literal["lm", "score"] = "lm",
+    attn_implementation: str | None = None,
 ):
     """Load a model from an HF folder, optionally wrapped in peft LoRA adapters (the one place LoRA is built).
 
@@ -155,10 +164,15 @@ def load_model(
         head: ``lm`` (a causal LM) or ``score`` (a sequence classifier with one label, the reward
             model; its new score head is initialised from the torch seed and stays fully trainable
             under LoRA, peft's ``SEQ_CLS`` task).
+        attn_implementation: transformers' attention kernel; None picks :func:`default_attention`.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs = {
+        "dtype": torch_dtype(dtype),
+        "trust_remote_code": trust_remote_code,
+        "attn_implementation": attn_implementation or default_attention(),
+    }
     if head == "lm":
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     elif head == "score":

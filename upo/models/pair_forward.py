@@ -19,13 +19,37 @@ from tqdm import tqdm
 
 from upo.data.batching import TokenizedPair, collate_pairs, tokenize_pair
 from upo.io import read_jsonl, sha256_dir
-from upo.models.heads import autocast
+from upo.models.heads import autocast, pick_device
 from upo.models.logps import IGNORE_INDEX, selective_log_softmax
 
 
 def _base_lm(model: nn.Module) -> nn.Module:
     """The transformers CausalLM inside a peft wrapper (LoRA layers stay injected in it)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def response_token_logps(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the response tokens, the LM head and log-softmax applied at those positions only.
+
+    Args: (N, T) ids, mask and labels (``IGNORE_INDEX`` on prompt and padding).
+    Returns: ``token_logps`` (N, T-1) float32 (0 where masked), ``mask`` (N, T-1) and the decoder's
+    ``hidden`` states (N, T, H). Row for row the same numbers as ``upo.models.logps.token_logps`` of the
+    full logits (tested bit for bit in float32), without the (N, T, V) logits.
+    """
+    lm = _base_lm(model)
+    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = labels[:, 1:] != IGNORE_INDEX  # (N, T-1): positions that predict a response token
+    logits = lm.get_output_embeddings()(hidden[:, :-1][mask]).float()  # (M, V)
+    selected = selective_log_softmax(logits, labels[:, 1:][mask])  # (M,)
+    token_logps = torch.zeros(mask.shape, dtype=selected.dtype, device=selected.device)
+    return token_logps.masked_scatter(mask, selected), mask, hidden
+
+
+def length_order(lengths: list[int]) -> list[int]:
+    """Indices sorted by length (longest first, stable): batches of similar lengths carry little padding."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 class PairForward(nn.Module):
@@ -49,19 +73,12 @@ class PairForward(nn.Module):
         ``values`` (N,) V(x) on the detached prompt state when a side module is attached,
         ``prompt_states`` (N, H) detached.
         """
-        lm = _base_lm(self.model)
-        hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = labels[:, 1:] != IGNORE_INDEX  # (N, T-1): positions that predict a response token
-        response_hidden = hidden[:, :-1][mask]  # (M, H)
-        logits = lm.get_output_embeddings()(response_hidden).float()  # (M, V)
-        selected = selective_log_softmax(logits, labels[:, 1:][mask])  # (M,)
-        token_logps = torch.zeros(mask.shape, dtype=selected.dtype, device=selected.device)
-        token_logps = token_logps.masked_scatter(mask, selected)
+        token_logps, mask, hidden = response_token_logps(self.model, input_ids, attention_mask, labels)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         prompt_states = hidden[rows, prompt_last_index].detach()
         out = {
             "logps": token_logps.sum(-1),
-            "lengths": mask.sum(-1).to(selected.dtype),
+            "lengths": mask.sum(-1).to(token_logps.dtype),
             "prompt_states": prompt_states,
         }
         if self.side_module is not None:
@@ -122,7 +139,8 @@ def compute_pair_logps(
     desc: str = "reference log-probs",
 ) -> dict[str, torch.Tensor]:
     """Sequence log-probs of every pair under ``model`` (eval mode, no grad; the caller restores
-    training mode if it needs it).
+    training mode if it needs it). Pairs are batched by length (longest first) and returned in their
+    order: less padding, and in float32 the same numbers bit for bit as batches in file order (tested).
 
     Returns: ``chosen``/``rejected`` (N,) float32 sums, ``chosen_lengths`` (N,) response token
     counts and ``prompt_states`` (N, H) float32, all on the CPU.
@@ -130,8 +148,9 @@ def compute_pair_logps(
     forward = PairForward(model).eval()
     device = next(model.parameters()).device
     chosen, rejected, lengths, states = [], [], [], []
+    order = length_order([len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs])
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, leave=False):
-        chunk = pairs[start : start + batch_size]
+        chunk = [pairs[i] for i in order[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_token_id).items()}
         with autocast(autocast_bf16, device):
             out = forward(**batch)
@@ -140,11 +159,13 @@ def compute_pair_logps(
         rejected.append(out["logps"][half:].float().cpu())
         lengths.append(out["lengths"][:half].float().cpu())
         states.append(out["prompt_states"][:half].float().cpu())
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))  # sorted position of each pair
     return {
-        "chosen": torch.cat(chosen),
-        "rejected": torch.cat(rejected),
-        "chosen_lengths": torch.cat(lengths),
-        "prompt_states": torch.cat(states),
+        "chosen": torch.cat(chosen)[back],
+        "rejected": torch.cat(rejected)[back],
+        "chosen_lengths": torch.cat(lengths)[back],
+        "prompt_states": torch.cat(states)[back],
     }
 
 
@@ -181,7 +202,7 @@ def main_ref_logps(argv: list[str]) -> int:
         if not os.path.exists(path):
             parser.error(f"not found: {path}")
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model)
+    model = load_model(args.model).to(pick_device())  # the GPU when there is one
     cache = {"settings": cache_settings(args.model, args.max_length, args.max_prompt_length, args.autocast_bf16)}
     for split, path, limit in (("train", args.train, args.train_pairs), ("test", args.test, args.test_pairs)):
         records = read_jsonl(path)[:limit]
