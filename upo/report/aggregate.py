@@ -12,7 +12,7 @@
   model's point) with its CI, and the paired CI of each tested-minus-comparator difference;
 - ``DIR/judges.csv`` (with ``--judge-cards``): one row per judge card (``upo.report.judge_table``);
   every (dataset, judge) of the table needs its card;
-- ``DIR/summary.md``: the tables in words (``upo.report.summary``), the judges beside the win rates.
+- ``DIR/summary.md``: the tables in words (``upo.report.summary``), the judges beside the win rates;
 - ``DIR/cost_profile.csv``: per rule kind and model the jobs, wall s, peak memory and share of the
   job-seconds from Snakemake's benchmark records, and the run's wall time from its log
   (``upo.report.cost_profile``).
