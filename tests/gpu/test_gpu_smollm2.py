@@ -17,7 +17,7 @@ import torch
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 SMOLLM2_DIR = Path(__file__).resolve().parents[2] / "resources" / "models" / "smollm2-135m"
-BATCH, STEPS = 8, 6  # the same batch every step: the loss must fall
+BATCH, STEPS = 8, 6  # the same batch every step: DPO's implicit reward margin must grow from 0
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_bf16_training_and_sampling_on_cuda(smollm2, pairs_and_cache, tmp_path, 
     model = session.unwrapped.model
     assert next(model.parameters()).device.type == "cuda"
     ids = list(range(BATCH))
-    losses, times, tokens = [], [], []
+    losses, margins, times, tokens = [], [], [], []
     for step in range(STEPS):
         torch.cuda.synchronize()
         started = time.perf_counter()
@@ -91,9 +91,11 @@ def test_bf16_training_and_sampling_on_cuda(smollm2, pairs_and_cache, tmp_path, 
         torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
         losses.append(result.loss)
+        margins.append(result.metrics["rewards/margin"])  # beta log-ratio margin, 0 while policy == reference
         tokens.append(result.tokens)
         assert torch.isfinite(torch.tensor(result.grad_norm)), f"step {step}: grad norm {result.grad_norm}"
-    assert losses[-1] < losses[0], f"{loss}: loss did not fall on a repeated batch: {losses}"
+    assert margins[0] == pytest.approx(0.0, abs=1e-2), margins  # bf16 forward against a bf16 cache
+    assert margins[-1] > margins[0], f"{loss}: the preference margin did not grow on a repeated batch: {margins}"
 
     counts = parameter_counts(model)
     step_s = sum(times[1:]) / (STEPS - 1)  # the first step pays for kernel selection
@@ -103,7 +105,8 @@ def test_bf16_training_and_sampling_on_cuda(smollm2, pairs_and_cache, tmp_path, 
     print(
         f"\n[gpu {torch.cuda.get_device_name()}] {loss} full fine-tuning, bf16 autocast, batch {BATCH} pairs: "
         f"step {step_s * 1000:.1f} ms, {sum(tokens[1:]) / sum(times[1:]):.0f} tokens/s, "
-        f"MFU {100 * utilisation:.1f}% of a measured {peak:.0f} GFLOP/s bf16 matmul; losses {losses}"
+        f"MFU {100 * utilisation:.1f}% of a measured {peak:.0f} GFLOP/s bf16 matmul; "
+        f"losses {losses}, margins {margins}"
     )
 
     prompts = [record["prompt"] for record in session.train.records[:4]]
