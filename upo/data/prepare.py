@@ -58,7 +58,6 @@ from upo.data.loaders import (  # noqa: F401  (re-exported: the public data API)
     render_hh_dialogue,
 )
 
-
 GZIP_MAGIC = b"\x1f\x8b"
 
 

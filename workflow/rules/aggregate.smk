@@ -34,7 +34,8 @@ rule aggregate:
         frontier=frontier_args,
         out=output_folder,
     shell:
-        "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} --judge-cards {input.cards} > {log} 2>&1"
+        "python -m upo aggregate {input.metrics:q} --out-dir {params.out:q} {params.frontier:q} "
+        "--judge-cards {input.cards:q} > {log:q} 2>&1"
 
 
 # Preference frontier, reward-vs-KL, cost and PPO training-curve figures (PNG for the report, PDF for papers).
@@ -58,4 +59,5 @@ rule plot:
         out=output_folder,
         ppo=ppo_logs_arg,
     shell:
-        "python -m upo plot {input.table} --judges {input.judges} --out-dir {params.out} {params.ppo} > {log} 2>&1"
+        "python -m upo plot {input.table:q} --judges {input.judges:q} --out-dir {params.out:q} "
+        "{params.ppo:q} > {log:q} 2>&1"
