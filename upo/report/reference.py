@@ -46,8 +46,8 @@ class ReferenceComparisonError(ValueError):
 
 
 def compared_metrics(table: pd.DataFrame) -> list[str]:
-    """Win rate, KL and every normalised auxiliary metric (``aux_<name>``, not ``_se``/``_raw``)."""
-    aux = sorted(c for c in table.columns if c.startswith("aux_") and not c.endswith(("_se", "_raw")))
+    """Win rate, KL and every normalised auxiliary metric (``aux_<name>``: the ones with an ``_se`` column)."""
+    aux = sorted(c for c in table.columns if c.startswith("aux_") and f"{c}_se" in table.columns)
     return [c for c in ("win_rate", *aux, "kl") if c in table.columns]
 
 
