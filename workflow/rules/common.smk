@@ -107,7 +107,7 @@ def dataset_inputs(wildcards):
 
 
 def prepare_args(wildcards):
-    """One list item per argument: the rule quotes each ({params.args:q}), so nothing is run."""
+    """One list item per argument, each quoted by the shell command ({params.args:q})."""
     from upo.data.prepare import prepare_cli_args
 
     return prepare_cli_args(CONFIG["datasets"][wildcards.dataset])
