@@ -87,15 +87,16 @@ def tiny_config(edit=None) -> dict:
     config["name"] = "tiny"
     config["datasets"]["default"].update(limit=32, aux=["readability"])
     pico = config["models"]["pico"]
-    pico.update(max_length=64, max_prompt_length=32, eval={"max_prompts": 4})
-    pico["sft"] = {"max_steps": 2, "batch_size": 8, "lr": 3.0e-3}
-    pico["preference"] = {"max_steps": 2, "batch_size": 8, "lr": 5.0e-4}
+    pico.update(data={"max_length": 64, "max_prompt_length": 32}, eval={"max_prompts": 4})
+    pico["sft"] = {"optim": {"lr": 3.0e-3}, "train": {"max_steps": 2, "batch_size": 8}}
+    pico["preference"] = {"optim": {"lr": 5.0e-4}, "train": {"max_steps": 2, "batch_size": 8}}
     config["sweeps"] = [
         {"method": "dpo", "models": ["pico"], "beta": [0.1], "aux_weight": [0], "seeds": [0]},
         {"method": "upo", "models": ["pico"], "beta": [0.1], "aux_weight": [1.0], "seeds": [0]},
     ]
     config["eval"].update(max_new_tokens=8, batch_size=4, aux_rewards=["readability"], lm_eval_tasks=[])
     config["frontier"]["n_boot"] = 20
+    config["judge_card"].update(pairs=16, n_boot=100)
     if edit is not None:
         edit(config)
     return config
@@ -134,7 +135,7 @@ def test_edit_of_one_sweep_value_reruns_exactly_the_affected_jobs(tmp_path):
         config["sweeps"][1]["aux_weight"] = [2.0]
 
     def new_lr(config):
-        config["models"]["pico"]["preference"]["lr"] = 1.0e-3
+        config["models"]["pico"]["preference"]["optim"]["lr"] = 1.0e-3
 
     one_run = {"write_run_config": 1, "train_offline": 1, "generate": 1, "evaluate": 1}
     assert planned(work, tiny_config(new_weight), "weight") == {**one_run, "aggregate": 1, "plot": 1, "all": 1}
