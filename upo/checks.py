@@ -28,6 +28,7 @@ def validate_experiment(config: dict) -> list[dict]:
     from upo import paths, sweeps
 
     check_finite(config)
+    check_experiment_name(config["name"])
     for model in config["models"]:
         paths.check_name("model", model)
         for stage in sweeps.STAGES:  # every size and stage, used by a sweep or not, so no typo waits
@@ -48,6 +49,18 @@ def validate_experiment(config: dict) -> list[dict]:
         if sweeps.load_method(row["method"]).trainer == "ppo":
             sweeps.resolve_reward_model(config, row["dataset"], row["model"])
     return table
+
+
+def check_experiment_name(name: str) -> None:
+    """The experiment writes results/{name}/: a name that is one of the shared folders under results/
+    (runs, SFT models, the verdict cache, committed reference results...) would write its tables into it."""
+    from upo.paths import RESULT_FOLDERS
+
+    if name in RESULT_FOLDERS:
+        raise ConfigError(
+            f"name: {name!r} is a folder the workflow keeps under results/ ({', '.join(sorted(RESULT_FOLDERS))}); "
+            "choose another experiment name"
+        )
 
 
 def _unknown(key: str, value: str, known) -> ConfigError:

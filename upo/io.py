@@ -6,20 +6,61 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+# Temporary files and folders of the atomic writers are ``.NAME.XXXXXXXX.tmp`` (mkstemp's 8 random
+# characters) beside ``NAME``, and ``.NAME.old.PID`` while a folder is swapped in.
+PROCESS_START = time.time()
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.(?:[a-z0-9_]{{8}}\.tmp|old\.\d+)")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove what a killed atomic writer of ``path`` left beside it; returns the removed paths.
+
+    Only one process writes a given output at a time (Snakemake runs one job per output), so a
+    temporary sibling last modified before this process started belongs to a writer that died.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    pattern = _temp_pattern(target.name)
+    removed = []
+    for stale in target.parent.iterdir():
+        if not pattern.fullmatch(stale.name):
+            continue
+        try:
+            if stale.lstat().st_mtime >= PROCESS_START:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(stale)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Temporary files of an earlier writer of ``path`` that was killed are removed first.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -33,9 +74,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; it replaces ``path`` (renames only) if the block succeeds."""
+    """Yield a temporary folder beside ``path``; it replaces ``path`` (renames only) if the block succeeds.
+
+    Temporary folders of an earlier writer of ``path`` that was killed are removed first.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should read like any other
     try:

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import pytest
 import yaml
 
-from upo import checks, sweeps
+from upo import checks, paths, sweeps
 from upo.config import RunConfig, load_run_config, package_file
 from upo.config.overrides import apply_overrides, overridden_run
 from upo.strict import ConfigError, dataclass_option, from_dict
@@ -227,6 +227,36 @@ def test_unknown_model_and_method_are_named():
     config = merge_yaml(quick(), "sweeps: [{method: dpoo, models: [pico], beta: [0.1], aux_weight: [0]}]")
     with pytest.raises(ConfigError, match="unknown method 'dpoo'.*known: dpo"):
         checks.check_names(config)
+
+
+def test_folders_the_workflow_writes_under_results_are_reserved():
+    from upo.evaluate.verdict_cache import DEFAULT_PATH
+
+    written = [
+        paths.run_dir("d", "m", "dpo", 0.1, 0, 0),
+        paths.sft_dir("d", "m"),
+        paths.reward_model_dir("d", "m"),
+        paths.ref_logps_path("d", "m"),
+        DEFAULT_PATH,
+        "results/reference/default/metrics.csv",
+        "results/benchmarks/train_throughput.csv",
+    ]
+    for path in written:
+        assert path.split("/")[1] in paths.RESULT_FOLDERS, path
+
+
+@pytest.mark.parametrize("name", sorted(paths.RESULT_FOLDERS))
+def test_experiment_name_cannot_be_a_folder_under_results(name):
+    config = quick()
+    config["name"] = name
+    with pytest.raises(ConfigError, match=rf"^name: '{name}' is a folder the workflow keeps under results/"):
+        checks.validate_experiment(config)
+
+
+def test_other_experiment_names_pass():
+    config = quick()
+    config["name"] = "runs-2"
+    checks.validate_experiment(config)
 
 
 def test_outside_world_checks_wait_for_a_real_run(monkeypatch):

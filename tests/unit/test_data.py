@@ -64,9 +64,102 @@ def test_hh_dialogue_parsing_and_errors():
     assert reply == " Fine. "  # verbatim after the one separating space
     assert render_hh_dialogue(prompt, reply) == text
     for bad in ["Hi\n\nHuman: x\n\nAssistant: y", "\n\nHuman: x", "\n\nHuman:x\n\nAssistant: y",
-                "\n\nHuman: x\n\nHuman: y\n\nAssistant: z"]:  # fmt: skip
+                "\n\nHuman: x\n\nAssistant: y\n\nAssistant: z"]:  # fmt: skip
         with pytest.raises(ValueError):
             parse_hh_dialogue(bad)
+
+
+def test_hh_consecutive_same_role_turns_stay_in_the_shared_prompt(tmp_path):
+    """Real HH rows hold two Assistant turns in a row in the shared context (HALOs keeps them)."""
+    shared = (
+        "\n\nHuman: Can you help me fix my bike?"
+        "\n\nAssistant: Sure, what is wrong with it?"
+        "\n\nAssistant: Is it the chain or the brakes?"
+        "\n\nHuman: The chain keeps falling off."
+        "\n\nHuman: Also it squeaks."
+    )
+    rows = [
+        {"chosen": shared + "\n\nAssistant: Tighten the chain and oil it.",
+         "rejected": shared + "\n\nAssistant: Buy a new bike."},
+        # the same turns, but the rejected side's shared context really differs: skipped
+        {"chosen": shared + "\n\nAssistant: Oil it.",
+         "rejected": shared.replace("the brakes", "the gears") + "\n\nAssistant: Oil it now."},
+    ]  # fmt: skip
+    path = write_rows(tmp_path / "hh.jsonl", rows)
+    records, report = load_preferences("hh", str(path))
+    check_invariant(report)
+    assert report.parsed == 1 and report.skipped_by_reason == {"prompt_mismatch": 1}
+    roles = [m["role"] for m in records[0]["prompt"]]
+    assert roles == ["user", "assistant", "assistant", "user", "user"]
+    assert records[0]["prompt"][2]["content"] == "Is it the chain or the brakes?"
+    assert records[0]["chosen"] == "Tighten the chain and oil it." and records[0]["rejected"] == "Buy a new bike."
+    assert render_hh_dialogue(records[0]["prompt"], records[0]["chosen"]) == rows[0]["chosen"]
+
+
+def test_non_utf8_lines_counted_with_file_and_line(tmp_path):
+    good = json.dumps({"chosen": hh("q1", "good"), "rejected": hh("q1", "bad")}).encode()
+    bad = json.dumps({"chosen": hh("q2", "caf\u00e9"), "rejected": hh("q2", "no")}).encode()
+    bad = bad.replace(b"\\u00e9", b"\xe9")  # Latin-1 e-acute: not UTF-8
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(good + b"\n" + bad + b"\n" + good.replace(b"q1", b"q3") + b"\n")
+    records, report = load_preferences("hh", str(path))
+    check_invariant(report)
+    assert report.rows == 3 and report.parsed == 2 and report.skipped_by_reason == {"invalid_utf8": 1}
+    assert report.first_where["invalid_utf8"].startswith(f"{path}:2: not UTF-8")
+    with pytest.raises(DataError, match=r"latin\.jsonl:2: invalid_utf8"):
+        load_preferences("hh", str(path), on_error="fail")
+    listing = tmp_path / "latin.json"
+    listing.write_bytes(b"[\n" + good + b",\n" + bad + b"\n]")
+    with pytest.raises(ValueError, match=r"latin\.json:3: not UTF-8"):
+        load_preferences("hh", str(listing))
+
+
+def test_gzip_recognised_by_content_not_name(tmp_path):
+    rows = [{"chosen": hh(f"q{i}", "yes"), "rejected": hh(f"q{i}", "no")} for i in range(3)]
+    plain = write_rows(tmp_path / "rows.jsonl", rows)
+    hidden = tmp_path / "rows.jsonl"  # gzip content under a plain name
+    data = gzip.compress(plain.read_bytes())
+    hidden.write_bytes(data)
+    assert load_preferences("hh", str(hidden))[1].parsed == 3
+    named = tmp_path / "plain.jsonl.gz"  # a .gz name over plain text
+    named.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert load_preferences("hh", str(named))[1].parsed == 3
+    listing = tmp_path / "rows.json.gz"
+    listing.write_bytes(gzip.compress(json.dumps(rows).encode()))
+    assert load_preferences("hh", str(listing))[1].parsed == 3
+    (tmp_path / "cut.jsonl").write_bytes(data[: len(data) // 2])  # a truncated gzip file
+    with pytest.raises(ValueError, match=r"cut\.jsonl: corrupt gzip"):
+        load_preferences("hh", str(tmp_path / "cut.jsonl"))
+
+
+def test_unknown_loader_and_missing_hub_id_are_one_line(tmp_path, capsys, monkeypatch):
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'nobody/none' on the Hub (LocalEntryNotFoundError)\nmore detail")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    out = ["--out-dir", str(tmp_path / "out"), "--test-size", "2"]
+    assert main_prepare(["--loader", "nope", "--source", "x.jsonl", *out]) == 1
+    err = capsys.readouterr().err
+    assert err == "prepare-data: unknown preference loader 'nope'; known: hh, jsonl, oasst, shp\n"
+    assert main_prepare(["--loader", "hh", "--source", "nobody/none", *out]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nobody/none[train]: cannot load with datasets: ConnectionError" in err
+    assert main_data_report(["--loader", "nope", "x.jsonl"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_cli_args_keep_each_value_one_argument():
+    from upo.data.prepare import prepare_cli_args
+
+    entry = {"loader": "jsonl", "source": "my data/x$(touch MARKER).jsonl", "split": "-h", "limit": 3,
+             "aux": ["brevity"]}  # fmt: skip
+    assert prepare_cli_args(entry) == [
+        "--loader=jsonl", "--source=my data/x$(touch MARKER).jsonl", "--test-size=200",
+        "--split=-h", "--limit=3", "--aux=brevity",
+    ]  # fmt: skip
 
 
 def test_hh_malformed_rows_counted(tmp_path):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from upo.registry import Registry
 
 MALFORMED = frozenset(
-    {"invalid_json", "missing_field", "bad_field", "unparseable_dialogue", "prompt_mismatch",
+    {"invalid_json", "invalid_utf8", "missing_field", "bad_field", "unparseable_dialogue", "prompt_mismatch",
      "empty_response", "identical_responses", "too_long"}
 )  # fmt: skip
 
@@ -27,6 +27,7 @@ class RawRow:
     where: str  # "path:line" or "hub_id[split]#index"
     row: dict | None  # None when the line could not be decoded
     error: str = ""
+    reason: str = "invalid_json"  # why ``row`` is None: invalid_json or invalid_utf8
 
 
 @dataclass
@@ -118,11 +119,14 @@ def parse_hh_dialogue(text: str) -> tuple[list[dict], str]:
     """Split an HH transcript into prompt messages and the final assistant reply.
 
     Each turn is ``"\\n\\n{Human|Assistant}: " + content``; content is kept verbatim (no strip,
-    unlike HALOs' ``get_hh``) so that ``render_hh_dialogue(*parse_hh_dialogue(t)) == t``.
+    unlike HALOs' ``get_hh``) so that ``render_hh_dialogue(*parse_hh_dialogue(t)) == t``. Turns need
+    not alternate: a few real HH transcripts hold two Assistant (or Human) turns in a row, and
+    HALOs' ``get_hh`` keeps them, so they stay separate messages of the prompt.
 
     Raises:
-        ValueError: text before the first turn, a marker without the following space, turns
-            that do not alternate from Human, or a transcript not ending with an Assistant turn.
+        ValueError: text before the first turn, a marker without the following space, a transcript
+            not ending with an Assistant turn, or a final reply that does not follow a Human turn
+            (the record schema's prompt ends with a user turn).
     """
     pieces = HH_MARKER.split(text)
     if pieces[0] != "":
@@ -134,9 +138,8 @@ def parse_hh_dialogue(text: str) -> tuple[list[dict], str]:
         turns.append({"role": HH_ROLES[marker], "content": body[1:]})
     if not turns or turns[-1]["role"] != "assistant":
         raise ValueError("does not end with an Assistant turn")
-    for i, turn in enumerate(turns):
-        if turn["role"] != ("user" if i % 2 == 0 else "assistant"):
-            raise ValueError(f"turn {i + 1} is {turn['role']!r}: turns do not alternate")
+    if len(turns) < 2 or turns[-2]["role"] != "user":
+        raise ValueError("the final Assistant reply does not follow a Human turn")
     return turns[:-1], turns[-1]["content"]
 
 
@@ -150,7 +153,8 @@ def parse_hh(rows: Iterable[RawRow], split: str, seed: int) -> Iterator[Outcome]
     """Anthropic HH-RLHF rows ``{"chosen": transcript, "rejected": transcript}``.
 
     The two transcripts share the dialogue up to the last ``\\n\\nAssistant:``; that shared part
-    becomes the prompt (as in HALOs ``get_hh`` and the DPO repository), and must be identical.
+    becomes the prompt (as in HALOs ``get_hh`` and the DPO repository). Only a pair whose two
+    sides really have different prompts is skipped (``prompt_mismatch``).
     """
     for raw in rows:
         where, row = raw.where, raw.row

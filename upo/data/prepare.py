@@ -13,8 +13,10 @@ dialogue, an empty or identical response, a pair too long for ``max_length``...)
 *Filtered* rows are removed by a dataset's documented policy (SHP's score-ratio filter, OASST
 prompter turns...) and are always counted, never raised.
 
-Sources: a local ``.jsonl`` / ``.jsonl.gz`` / ``.json`` file (read line by line here), or a hub
-dataset id or local dataset folder, read with ``datasets.load_dataset(source, data_dir, split)``.
+Sources: a local JSONL file (one object a line; ``*.json`` / ``*.json.gz``: one JSON list), gzip
+or not (recognised by its magic bytes, not its name), read line by line here (a line that is not
+UTF-8 is counted as ``invalid_utf8`` with its file and line), or a hub dataset id or local dataset
+folder, read with ``datasets.load_dataset(source, data_dir, split)``.
 ``python -m upo data-report`` prints the report; ``python -m upo prepare-data`` also scores the
 auxiliary rewards (``upo.rewards.scorers``) and writes a train/test split by prompt.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -55,6 +58,12 @@ from upo.data.loaders import (  # noqa: F401  (re-exported: the public data API)
     render_hh_dialogue,
 )
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DataSourceError(ValueError):
+    """A source that cannot be read at all (corrupt gzip, unreachable hub id): one line, naming it."""
+
 
 def read_rows(loader: Loader, source: str, split: str, data_dir: str | None = None) -> Iterator[RawRow]:
     """Raw rows of a local JSONL/JSON file, or of a hub id / local dataset folder via datasets."""
@@ -67,33 +76,71 @@ def read_rows(loader: Loader, source: str, split: str, data_dir: str | None = No
     import datasets
 
     hub_split = loader.hub_split(split)
-    dataset = datasets.load_dataset(source, data_dir=data_dir, split=hub_split)
     label = f"{source}{'/' + data_dir if data_dir else ''}[{hub_split}]"
+    try:
+        dataset = datasets.load_dataset(source, data_dir=data_dir, split=hub_split)
+    except Exception as error:  # datasets raises many types (ConnectionError, DatasetNotFoundError...)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DataSourceError(f"{label}: cannot load with datasets: {type(error).__name__}: {message}") from error
     for index, row in enumerate(dataset):
         yield RawRow(f"{label}#{index}", dict(row))
 
 
+def _is_gzip(path: Path) -> bool:
+    """Gzip is recognised by its magic bytes, whatever the file is called."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _json_kind(path: Path) -> str:
+    """``json`` (one JSON list) for ``*.json`` / ``*.json.gz``, else ``jsonl`` (one object a line)."""
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return "json" if name.endswith(".json") else "jsonl"
+
+
+def _undecodable(where: str, error: UnicodeDecodeError) -> RawRow:
+    bad = error.object[error.start : error.start + 4]
+    return RawRow(where, None, f"not UTF-8: byte {error.start} of the line is {bad[:1]!r}", reason="invalid_utf8")
+
+
 def _read_file(path: Path) -> Iterator[RawRow]:
-    if path.suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of rows")
-        for index, row in enumerate(rows):
-            ok = isinstance(row, dict)
-            yield RawRow(f"{path}#{index}", row if ok else None, "" if ok else "not a JSON object")
-        return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        if _json_kind(path) == "json":
+            with opener(path, "rb") as handle:
+                data = handle.read()
             try:
-                row = json.loads(line)
+                rows = json.loads(data.decode("utf-8-sig"))
+            except UnicodeDecodeError as error:
+                line = data[: error.start].count(b"\n") + 1
+                raise DataSourceError(f"{path}:{line}: not UTF-8 (byte {error.start} of the file)") from None
             except json.JSONDecodeError as error:
-                yield RawRow(f"{path}:{line_number}", None, f"invalid JSON: {error}")
-                continue
-            ok = isinstance(row, dict)
-            yield RawRow(f"{path}:{line_number}", row if ok else None, "" if ok else "not a JSON object")
+                raise DataSourceError(f"{path}:{error.lineno}: invalid JSON: {error.msg}") from None
+            if not isinstance(rows, list):
+                raise DataSourceError(f"{path}: expected a JSON list of rows")
+            for index, row in enumerate(rows):
+                ok = isinstance(row, dict)
+                yield RawRow(f"{path}#{index}", row if ok else None, "" if ok else "not a JSON object")
+            return
+        with opener(path, "rb") as handle:
+            for line_number, raw_line in enumerate(handle, start=1):
+                where = f"{path}:{line_number}"
+                try:
+                    line = raw_line.decode("utf-8-sig" if line_number == 1 else "utf-8")
+                except UnicodeDecodeError as error:
+                    yield _undecodable(where, error)
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    yield RawRow(where, None, f"invalid JSON: {error}")
+                    continue
+                ok = isinstance(row, dict)
+                yield RawRow(where, row if ok else None, "" if ok else "not a JSON object")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DataSourceError(f"{path}: corrupt gzip data: {error}") from None
 
 
 # --------------------------------------------------------------------------- driver
@@ -164,7 +211,7 @@ def load_preferences(
     def decodable(rows: Iterable[RawRow]) -> Iterator[RawRow]:
         for raw in rows:
             if raw.row is None:
-                undecodable.append(_fail(raw.where, "invalid_json", raw.error))
+                undecodable.append(_fail(raw.where, raw.reason, raw.error))
             else:
                 yield raw
 
@@ -251,6 +298,28 @@ def add_aux_scores(records: list[dict], names: list[str], cache=None) -> int:
     return computed
 
 
+def prepare_cli_args(entry: dict) -> list[str]:
+    """The ``prepare-data`` arguments of one ``datasets:`` entry of an experiment config.
+
+    One list item per shell word, each value glued to its flag (``--source=VALUE``): the workflow
+    quotes every item (``{params.args:q}``), so a value with spaces, ``$(...)`` or a leading dash
+    reaches argparse as exactly one value and is never run by the shell.
+    """
+    args = [f"--loader={entry['loader']}", f"--source={entry['source']}"]
+    if entry.get("test_from"):
+        args.append(f"--test-from={entry['test_from']}")
+        if entry.get("test_split"):
+            args.append(f"--test-split={entry['test_split']}")
+    else:
+        args.append(f"--test-size={entry.get('test_size', 200)}")
+    for key in ("split", "data_dir", "limit", "on_error"):
+        if key in entry:
+            args.append(f"--{key.replace('_', '-')}={entry[key]}")
+    if entry.get("aux"):
+        args.append(f"--aux={','.join(entry['aux'])}")
+    return args
+
+
 def _add_common_args(parser) -> None:
     parser.add_argument("--loader", required=True, help=f"one of: {', '.join(LOADERS.available())}")
     parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
@@ -277,6 +346,11 @@ def _load_from_args(args, source: str, split: str):
     )  # fmt: skip
 
 
+def _one_line(error: Exception) -> str:
+    """The message of an error (a KeyError's own ``str`` would add quotes)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
 def main_data_report(argv: list[str]) -> int:
     """``python -m upo data-report --loader NAME PATH``: print one JSON object of counts."""
     import argparse
@@ -288,8 +362,8 @@ def main_data_report(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         _, report = _load_from_args(args, args.source, args.split)
-    except (DataError, FileNotFoundError, ValueError) as error:
-        print(f"data-report: {error}", file=sys.stderr)
+    except (DataError, FileNotFoundError, ValueError, KeyError) as error:
+        print(f"data-report: {_one_line(error)}", file=sys.stderr)
         return 1
     for reason, where in sorted(report.first_where.items()):
         print(f"first {reason}: {where}", file=sys.stderr)
@@ -334,7 +408,7 @@ def main_prepare(argv: list[str]) -> int:
         cache = RewardCache(args.reward_cache) if args.reward_cache else None
         computed = add_aux_scores(train + test, aux, cache=cache)
     except (DataError, FileNotFoundError, ValueError, KeyError) as error:
-        print(f"prepare-data: {error}", file=sys.stderr)
+        print(f"prepare-data: {_one_line(error)}", file=sys.stderr)
         return 1
     out = Path(args.out_dir)
     write_jsonl(out / "train.jsonl", train)

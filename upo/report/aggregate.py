@@ -35,6 +35,7 @@ import pandas as pd
 
 from upo.config import package_file
 from upo.io import read_jsonl, read_yaml, sha256_text, write_text
+from upo.report.reference import compare_with_reference
 from upo.report.stats import mean_se
 
 SCHEMA_PATH = package_file("schemas", "metrics.schema.yaml")
@@ -368,6 +369,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--judge-cards", nargs="*", default=[], help="judge card JSON files (python -m upo judge-card) -> judges.csv"
     )
+    parser.add_argument(
+        "--reference-dir",
+        default=None,
+        help="committed reference results of this experiment: writes reference_comparison.csv and a summary section",
+    )
     args = parser.parse_args(argv)
     from upo.report.judge_table import JudgeCardError, judges_table
 
@@ -384,7 +390,10 @@ def main(argv: list[str]) -> int:
         claims = claims_table(cells, args.claims_methods, args.level)
         frontier, hypervolume = hypervolume_table(cells, args.claims_methods, reference, args.level)
         judges = judges_table(args.judge_cards, table) if args.judge_cards else None
-    except (AggregateError, JudgeCardError, ValueError) as error:
+        compared = (
+            compare_with_reference(table.drop(columns="source"), args.reference_dir) if args.reference_dir else None
+        )
+    except (AggregateError, JudgeCardError, ValueError) as error:  # ReferenceComparisonError is a ValueError
         print(f"aggregate: {error}", file=sys.stderr)
         return 1
     out = Path(args.out_dir)
@@ -397,6 +406,10 @@ def main(argv: list[str]) -> int:
         write_text(out / "judges.csv", judges.to_csv(index=False))
     cost, cost_line = experiment_cost(table, out, Path(args.benchmarks_dir), Path(args.snakemake_log_dir))
     write_text(out / "cost_profile.csv", cost.to_csv(index=False, float_format="%.4g"))
-    write_text(out / "summary.md", summary_markdown(table, claims, hypervolume, args.level, judges, [cost_line]))
+    summary = summary_markdown(table, claims, hypervolume, args.level, judges, [cost_line])
+    if compared is not None:
+        write_text(out / "reference_comparison.csv", compared[0].to_csv(index=False))
+        summary += compared[1]
+    write_text(out / "summary.md", summary)
     print(f"aggregate: {len(table)} runs, {len(claims)} claims -> {out}/")
     return 0

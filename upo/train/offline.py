@@ -20,7 +20,7 @@ from upo.config import RunConfig, check_training_inputs, save_run_config
 from upo.config.overrides import overridden_run
 from upo.io import atomic_path, write_json
 from upo.models.heads import autocast
-from upo.train.checkpoint import load_checkpoint, save_checkpoint
+from upo.train.checkpoint import load_matching_checkpoint, remove_checkpoint, save_checkpoint
 from upo.train.inputs import PairData
 from upo.train.optim import peak_memory_mb
 from upo.train.session import TrainingSession, batch_order, open_session
@@ -31,13 +31,12 @@ __all__ = ["NonFiniteLossError", "batch_order", "heldout_metrics", "main", "trai
 
 
 def resume(session: TrainingSession, checkpoint_dir: Path) -> dict:
-    """Load the checkpoint if there is one; returns its step, wall time and token count (zeros if none)."""
-    if not (checkpoint_dir / "state.json").exists():
-        return {"step": 0, "wall_s": 0.0, "tokens": 0}
-    core = session.core
-    state = load_checkpoint(checkpoint_dir, session.unwrapped, core.optimizer, core.side_optimizer, core.scheduler)
-    session.accelerator.print(f"resumed from {checkpoint_dir} at step {state['step']}")
-    return state
+    """Load this run's checkpoint if there is one; returns its step, wall time and token count (zeros if none)."""
+    core, print_ = session.core, session.accelerator.print
+    state = load_matching_checkpoint(
+        checkpoint_dir, session.cfg, session.unwrapped, core.optimizer, core.side_optimizer, core.scheduler, print_
+    )  # None when absent, or written by another run (then removed, and the log says so)
+    return state or {"step": 0, "wall_s": 0.0, "tokens": 0}
 
 
 def log_row(session: TrainingSession, step: int, result, tokens: int, wall_s: float) -> dict:
@@ -127,6 +126,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
                     core.scheduler,
                     checkpoint_state,
                     session.tokenizer,
+                    cfg=cfg,
                 )
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
@@ -142,6 +142,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     }
     if accelerator.is_main_process:
         save_outputs(session, out_dir, summary)
+        remove_checkpoint(checkpoint_dir)  # finished: nothing resumable may outlive the run
     accelerator.end_training()
     return summary
 

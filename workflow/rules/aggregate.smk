@@ -1,5 +1,15 @@
 # The tidy table, frontier numbers and figures of the experiment.
 
+# Committed reference results of this experiment (never written by the workflow): when present,
+# the aggregate step compares the new numbers with them (reference_comparison.csv, summary.md).
+REFERENCE_TABLE = f"results/reference/{EXPERIMENT}/metrics.csv"
+HAS_REFERENCE = os.path.isfile(REFERENCE_TABLE)
+REFERENCE_OUTPUT = (
+    {"comparison": f"results/{EXPERIMENT}/reference_comparison.csv"}
+    if HAS_REFERENCE
+    else {}
+)
+
 
 # metrics.csv (one row per run), summary.md and frontier.csv (Pareto set, hypervolume with CI).
 rule aggregate:
@@ -7,7 +17,9 @@ rule aggregate:
         metrics=metrics_inputs,
         scores=scores_inputs,
         cards=judge_card_files,
+        reference=REFERENCE_TABLE if HAS_REFERENCE else [],
     output:
+        **REFERENCE_OUTPUT,
         table=report(
             f"results/{EXPERIMENT}/metrics.csv",
             category="Tables",
@@ -33,8 +45,14 @@ rule aggregate:
     params:
         frontier=frontier_args,
         out=output_folder,
+        reference=(
+            ["--reference-dir", os.path.dirname(REFERENCE_TABLE)]
+            if HAS_REFERENCE
+            else []
+        ),
     shell:
-        "python -m upo aggregate {input.metrics} --out-dir {params.out} {params.frontier} --judge-cards {input.cards} > {log} 2>&1"
+        "python -m upo aggregate {input.metrics:q} --out-dir {params.out:q} {params.frontier:q} "
+        "{params.reference:q} --judge-cards {input.cards:q} > {log:q} 2>&1"
 
 
 # Preference frontier, reward-vs-KL, cost and PPO training-curve figures (PNG for the report, PDF for papers).
@@ -58,4 +76,5 @@ rule plot:
         out=output_folder,
         ppo=ppo_logs_arg,
     shell:
-        "python -m upo plot {input.table} --judges {input.judges} --out-dir {params.out} {params.ppo} > {log} 2>&1"
+        "python -m upo plot {input.table:q} --judges {input.judges:q} --out-dir {params.out:q} "
+        "{params.ppo:q} > {log:q} 2>&1"

@@ -107,20 +107,10 @@ def dataset_inputs(wildcards):
 
 
 def prepare_args(wildcards):
-    entry = CONFIG["datasets"][wildcards.dataset]
-    args = [f"--loader {entry['loader']}", f"--source {entry['source']}"]
-    if entry.get("test_from"):
-        args.append(f"--test-from {entry['test_from']}")
-        if entry.get("test_split"):
-            args.append(f"--test-split {entry['test_split']}")
-    else:
-        args.append(f"--test-size {entry.get('test_size', 200)}")
-    for key in ("split", "data_dir", "limit", "on_error"):
-        if key in entry:
-            args.append(f"--{key.replace('_', '-')} {entry[key]}")
-    if entry.get("aux"):
-        args.append(f"--aux {','.join(entry['aux'])}")
-    return " ".join(args)
+    """One list item per argument, each quoted by the shell command ({params.args:q})."""
+    from upo.data.prepare import prepare_cli_args
+
+    return prepare_cli_args(CONFIG["datasets"][wildcards.dataset])
 
 
 def sft_run_config(wildcards):
@@ -149,17 +139,18 @@ def preference_run_config(wildcards):
 def model_lengths(wildcards):
     """Tokenisation (and the train-pair cap) of the reference cache: the same as the runs use."""
     data = sweeps.stage_config(CONFIG, wildcards.model, "preference").data
-    args = (
-        f"--max-length {data.max_length} --max-prompt-length {data.max_prompt_length}"
-    )
+    args = [
+        f"--max-length={data.max_length}",
+        f"--max-prompt-length={data.max_prompt_length}",
+    ]
     if data.max_train_pairs:
-        args += f" --train-pairs {data.max_train_pairs}"
+        args.append(f"--train-pairs={data.max_train_pairs}")
     return args
 
 
 def model_autocast(wildcards):
     model = sweeps.stage_config(CONFIG, wildcards.model, "preference").model
-    return "--autocast-bf16" if model.autocast_bf16 else ""
+    return ["--autocast-bf16"] if model.autocast_bf16 else []
 
 
 def base_model_inputs(wildcards):
@@ -191,7 +182,7 @@ def ppo_train_logs(wildcards):
 
 
 def ppo_logs_arg(wildcards, input):
-    return f"--ppo-logs {' '.join(input.ppo_logs)}" if input.ppo_logs else ""
+    return ["--ppo-logs", *input.ppo_logs] if input.ppo_logs else []
 
 
 def scores_inputs(wildcards):
@@ -201,7 +192,7 @@ def scores_inputs(wildcards):
 def frontier_args(wildcards):
     frontier = CONFIG.get("frontier", {})
     x, y = frontier.get("reference_point", [0.0, 0.0])
-    return f"--reference-point {x} {y} --n-boot {frontier.get('n_boot', 1000)}"
+    return ["--reference-point", x, y, f"--n-boot={frontier.get('n_boot', 1000)}"]
 
 
 def output_folder(wildcards, output):

@@ -16,7 +16,7 @@ rule prepare_model:
     resources:
         **job_resources("default"),
     shell:
-        "python -m upo prepare-model {wildcards.model} --out {output} > {log} 2>&1"
+        "python -m upo prepare-model {wildcards.model:q} --out {output:q} > {log:q} 2>&1"
 
 
 # The shipped default testbed (committed; rerun with --forcerun generate_default_data).
@@ -36,7 +36,7 @@ rule generate_default_data:
     resources:
         **job_resources("train"),
     shell:
-        "python -m upo generate-default-data --out-dir resources/default > {log} 2>&1"
+        "python -m upo generate-default-data --out-dir resources/default > {log:q} 2>&1"
 
 
 # Load, validate, score (aux rewards of both responses) and split a dataset.
@@ -57,5 +57,6 @@ rule prepare_dataset:
         **job_resources("default"),
     params:
         args=prepare_args,
+        out=output_folder,
     shell:
-        "python -m upo prepare-data {params.args} --out-dir resources/data/{wildcards.dataset} > {log} 2>&1"
+        "python -m upo prepare-data {params.args:q} --out-dir {params.out:q} > {log:q} 2>&1"

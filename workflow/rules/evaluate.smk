@@ -18,7 +18,7 @@ rule generate:
     resources:
         **job_resources("evaluate"),
     shell:
-        "python -m upo generate {wildcards.rundir} > {log} 2>&1"
+        "python -m upo generate {wildcards.rundir:q} > {log:q} 2>&1"
 
 
 # metrics.json (schema-validated) and per-prompt scores of a run.
@@ -40,4 +40,4 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     shell:
-        "python -m upo evaluate {wildcards.rundir} > {log} 2>&1"
+        "python -m upo evaluate {wildcards.rundir:q} > {log:q} 2>&1"

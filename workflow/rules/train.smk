@@ -20,7 +20,7 @@ rule write_sft_config:
     params:
         run=sft_run_config,
     shell:
-        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
+        "python -m upo write-run-config --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # SFT on the chosen responses: its model is the reference of every preference run.
@@ -42,7 +42,7 @@ rule train_sft:
     resources:
         **job_resources("train"),
     shell:
-        "python -m upo train {input.cfg} > {log} 2>&1"
+        "python -m upo train {input.cfg:q} > {log:q} 2>&1"
 
 
 # Reference log-probs of every pair, once per dataset x model, shared by all preference runs.
@@ -66,8 +66,8 @@ rule ref_logps:
         lengths=model_lengths,
         autocast=model_autocast,
     shell:
-        "python -m upo ref-logps --model {input.model} --train {input.train} --test {input.test} "
-        "--out {output} {params.lengths} {params.autocast} --threads {threads} > {log} 2>&1"
+        "python -m upo ref-logps --model {input.model:q} --train {input.train:q} --test {input.test:q} "
+        "--out {output:q} {params.lengths:q} {params.autocast:q} --threads {threads} > {log:q} 2>&1"
 
 
 # Resolved run.yaml of a reward model.
@@ -81,7 +81,7 @@ rule write_rm_config:
     params:
         run=rm_run_config,
     shell:
-        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
+        "python -m upo write-run-config --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Bradley-Terry reward model on the same pairs (for RLHF-PPO).
@@ -103,7 +103,7 @@ rule train_reward_model:
     resources:
         **job_resources("train"),
     shell:
-        "python -m upo train-rm {input.cfg} > {log} 2>&1"
+        "python -m upo train-rm {input.cfg:q} > {log:q} 2>&1"
 
 
 # Resolved run.yaml of one preference run (method x model x sweep point x seed).
@@ -117,7 +117,7 @@ rule write_run_config:
     params:
         run=preference_run_config,
     shell:
-        "python -m upo write-run-config --json {params.run:q} --out {output} > {log} 2>&1"
+        "python -m upo write-run-config --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
@@ -144,7 +144,7 @@ rule train_offline:
     resources:
         **job_resources("train"),
     shell:
-        "python -m upo train {input.cfg} > {log} 2>&1"
+        "python -m upo train {input.cfg:q} > {log:q} 2>&1"
 
 
 # Online RLHF-PPO against the reward model plus weighted auxiliary rewards.
@@ -172,4 +172,4 @@ rule train_ppo:
     resources:
         **job_resources("train"),
     shell:
-        "python -m upo train-ppo {input.cfg} > {log} 2>&1"
+        "python -m upo train-ppo {input.cfg:q} > {log:q} 2>&1"
