@@ -6,6 +6,8 @@
 #   results/sft/{dataset}/{model}/                   SFT run = the reference of every preference run
 #   results/ref_logps/{dataset}/{model}.pt           cached reference log-probs (one per dataset x model)
 #   results/reward_model/{dataset}/{model}/          Bradley-Terry reward model (PPO only)
+#   results/reward_model/{dataset}/{model}/fold~{i}/ cross-fitting reward models (relabel-dpo)
+#   results/preference_scores/{dataset}/{model}.jsonl  cross-fitted per-pair scores (+ .json accuracy)
 #   results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/
 #       run.yaml, model/, train_log.csv, train_summary.json, generations.jsonl, scores.jsonl, metrics.json
 #   results/{name}/metrics.csv, summary.md, frontier.csv, judges.csv, figures   (name = config's experiment name)
@@ -28,6 +30,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/relabel.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/judges.smk"

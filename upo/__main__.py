@@ -19,6 +19,7 @@ COMMANDS = {
     "train": ("upo.train.offline:main", "offline training (SFT, DPO, UPO, relabelled DPO) from run.yaml"),
     "ref-logps": ("upo.models.pair_forward:main_ref_logps", "cache reference log-probs of a split"),
     "train-rm": ("upo.train.reward_model:main", "train a Bradley-Terry reward model from run.yaml"),
+    "score-preferences": ("upo.train.crossfit:main", "cross-fitted reward-model preference scores (relabel-dpo)"),
     "train-ppo": ("upo.train.ppo:main", "online RLHF-PPO from run.yaml"),
     "generate": ("upo.evaluate.generation:main", "sample responses to held-out prompts for a run"),
     "evaluate": ("upo.evaluate.evaluation:main", "judge win rate, aux metrics, KL and lm-eval tasks of a run"),

@@ -48,6 +48,11 @@ def validate_experiment(config: dict) -> list[dict]:
         sweeps.resolve_run(config, **{k: row[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")})
         if sweeps.load_method(row["method"]).trainer == "ppo":
             sweeps.resolve_reward_model(config, row["dataset"], row["model"])
+    from upo.preference_source import CROSS_FIT_FOLDS, cross_fit_pairs, resolve_reward_model_fold
+
+    for dataset, model in cross_fit_pairs(config, table):  # relabel-dpo's fold reward models
+        for fold in range(CROSS_FIT_FOLDS):
+            resolve_reward_model_fold(config, dataset, model, fold)
     return table
 
 

@@ -64,6 +64,16 @@ def reward_model_dir(dataset: str, model: str, root: str = "results") -> str:
     return f"{root}/reward_model/{dataset}/{model}"
 
 
+def reward_model_fold_dir(dataset: str, model: str, fold: int, root: str = "results") -> str:
+    """A cross-fitting reward model: trained on every fold of the pairs but ``fold``."""
+    return f"{reward_model_dir(dataset, model, root)}/fold~{int(fold)}"
+
+
+def preference_scores_path(dataset: str, model: str, root: str = "results") -> str:
+    """Cross-fitted per-pair preference scores (JSONL); the fold models' held-out accuracy sits beside it (.json)."""
+    return f"{root}/preference_scores/{dataset}/{model}.jsonl"
+
+
 def ref_logps_path(dataset: str, model: str, root: str = "results") -> str:
     return f"{root}/ref_logps/{dataset}/{model}.pt"
 

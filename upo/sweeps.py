@@ -38,7 +38,13 @@ STAGES = ("sft", "preference", "reward_model")
 # Fields the workflow fills in for every run; setting them in an experiment config is an error.
 WORKFLOW_OWNED = {
     "model": {"name": "the model's key under models:", "path": "the base model or the SFT model"},
-    "data": {"train": "resources/data/<dataset>/train.jsonl", "test": "resources/data/<dataset>/test.jsonl"},
+    "data": {
+        "train": "resources/data/<dataset>/train.jsonl",
+        "test": "resources/data/<dataset>/test.jsonl",
+        "fold": "the cross-fitting reward models' folds (relabel-dpo)",
+        "preference_source": "the method file's preference_source",
+        "preference_scores": "results/preference_scores/<dataset>/<model>.jsonl",
+    },
     "ppo": {"kl_beta": "the sweep's beta"},
 }
 
@@ -50,6 +56,8 @@ class MethodFile:
     trainer: Literal["offline", "ppo"] = "offline"  # key of TRAINERS
     loss: str | None = None  # key of the loss registry (offline trainer); None for trainers with their own objective
     loss_kwargs: dict[str, Any] = field(default_factory=dict)  # checked against the loss signature
+    # p(y) of relabelling losses (upo.preference_source): reward_model | binary | oracle
+    preference_source: Literal["reward_model", "binary", "oracle"] | None = None
     description: str = ""
 
 
@@ -286,6 +294,12 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
     }
     run = _resolved(config, dataset, model, "preference", owned)
     TRAINERS[spec.trainer].place_sweep(run, spec, float(beta), float(aux_weight), dataset, model)
+    # a loss that needs p(y) (relabelled DPO) reads it from the method file's source; any other refuses one
+    from upo.losses import LOSSES
+    from upo.preference_source import apply_preference_source
+
+    needs = set(LOSSES.get(spec.loss).needs) if spec.loss else set()
+    apply_preference_source(run, config, method, spec.preference_source, needs)
     return validated(run)
 
 

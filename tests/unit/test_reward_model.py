@@ -58,6 +58,7 @@ def test_reward_model_is_an_offline_run_that_learns_separable_pairs(tmp_path):
     out = tmp_path / "runs" / "rm"
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 30 and summary["loss"] == "bradley_terry"
+    assert 0.8 <= summary["heldout_accuracy"] <= 1.0 and summary["heldout_pairs"] == 48  # for PPO's tables
     with open(out / "train_log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 30 and float(rows[-1]["eval/accuracy"]) >= 0.8  # held-out: the bound loss's metric

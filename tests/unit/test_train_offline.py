@@ -135,7 +135,9 @@ def test_upo_shifts_likelihood_toward_more_readable_response(tmp_path, tiny_mode
 @pytest.mark.parametrize("loss,kwargs", [("sft", {}), ("relabel_dpo", {"aux_weight": 1.0})])
 def test_other_methods_reduce_their_loss(tmp_path, tiny_model_dir, tiny_data, loss, kwargs):
     cache = make_cache(tmp_path, tiny_model_dir, tiny_data)
-    train(run_config(tmp_path, tiny_model_dir, tiny_data, cache, loss, loss, kwargs))
+    cfg = run_config(tmp_path, tiny_model_dir, tiny_data, cache, loss, loss, kwargs)
+    cfg.data.preference_source = "oracle" if loss == "relabel_dpo" else None  # the relabel-dpo-oracle path
+    train(cfg)
     log = read_log(tmp_path / loss)
     assert float(log[-1]["loss"]) < float(log[0]["loss"])
     assert (tmp_path / loss / "model" / "model.safetensors").exists()

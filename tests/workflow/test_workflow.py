@@ -16,8 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.
-PAPER_JOB_COUNT = 1165  # + one judge card per dataset (3)
+# Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.;
+# + one judge card per dataset (3); + 24 fold reward models, their 24 run.yaml files and 12
+# cross-fitted score files for relabel-dpo (60)
+PAPER_JOB_COUNT = 1225
 
 
 def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
@@ -240,7 +242,7 @@ def test_quick_workflow_through_slurm(tmp_path):
 
     # Every job outside localrules went through sbatch: one submission line per job, distinct ids.
     submitted = dict(SLURM_SUBMITTED.findall(log))
-    local_rules = {"write_sft_config", "write_rm_config", "write_run_config", "all"}
+    local_rules = {"write_sft_config", "write_rm_config", "write_rm_fold_config", "write_run_config", "all"}
     counts = {k: v for k, v in job_counts(log).items() if k not in local_rules and k != "total"}
     assert sum(counts.values()) > 0
     assert len(submitted) == sum(counts.values()), log[-3000:]

@@ -11,6 +11,7 @@ from pathlib import Path
 from upo.config.run import (
     DataConfig,
     EvalConfig,
+    FoldConfig,
     LoraConfig,
     LossConfig,
     ModelConfig,
@@ -30,6 +31,7 @@ from upo.config.run import (
 __all__ = [
     "DataConfig",
     "EvalConfig",
+    "FoldConfig",
     "LoraConfig",
     "LossConfig",
     "ModelConfig",

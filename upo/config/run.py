@@ -53,6 +53,21 @@ class ReferenceConfig:
 
 
 @dataclass
+class FoldConfig:
+    """Cross-fitting: pairs fall in ``k`` folds by a hash of (seed, pair id); train on all but ``index``."""
+
+    k: int = 2  # number of folds
+    index: int = 0  # the held-out fold (scored by this run's model, never trained on)
+    seed: int = 0  # salt of the pair-id hash (upo.train.crossfit.pair_fold)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.k >= 2 and 0 <= self.index < self.k,
+            f"data.fold: need k >= 2 and 0 <= index < k, got k={self.k} index={self.index}",
+        )
+
+
+@dataclass
 class DataConfig:
     train: str = ""  # prepared train split (record-schema JSONL)
     test: str = ""  # prepared held-out split
@@ -61,6 +76,11 @@ class DataConfig:
     aux_rewards: dict[str, float] = field(default_factory=dict)  # designer weights c_k per reward
     aux_normalisation: Literal["zscore", "minmax", "none"] = "zscore"  # norm_k, fit on train split
     max_train_pairs: int | None = None  # cap on training pairs (None: all)
+    fold: FoldConfig | None = None  # reward models: train on every fold but fold.index (cross-fitting)
+    # per-response preference score p(y) for losses that need one (relabelled DPO), see
+    # upo.train.preference_scores: cross-fitted reward model | +-0.5 from the label | the gold oracle
+    preference_source: Literal["reward_model", "binary", "oracle"] | None = None
+    preference_scores: str = ""  # score-preferences output (JSONL) when preference_source is reward_model
 
     def __post_init__(self) -> None:
         _require(self.max_prompt_length >= 1, "data.max_prompt_length: must be >= 1")
@@ -265,7 +285,12 @@ def save_run_config(config: RunConfig, path: str | os.PathLike) -> None:
 
 def check_training_inputs(config: RunConfig, where: str | os.PathLike = "run.yaml") -> None:
     """Fail in one line, naming the key, when a folder or file a training job starts from is missing."""
-    needed = {"model.path": config.model.path, "data.train": config.data.train, "reward_model": config.reward_model}
+    needed = {
+        "model.path": config.model.path,
+        "data.train": config.data.train,
+        "data.preference_scores": config.data.preference_scores,
+        "reward_model": config.reward_model,
+    }
     for key, value in needed.items():
         if value and not os.path.exists(value):
             raise FileNotFoundError(f"{where}: {key} {value!r} does not exist")

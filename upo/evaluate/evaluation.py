@@ -292,6 +292,8 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
             "aux_weight": tags.get("aux_weight"),
             "seed": int(tags.get("seed", run_config.seed)),
             "run_dir": str(run_dir),
+            # relabelling methods only: where p(y) came from (reward_model | binary | oracle)
+            **({"preference_source": tags["preference_source"]} if tags.get("preference_source") else {}),
         },
         "win_rate": result,
         "aux": aux,

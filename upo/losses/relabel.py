@@ -20,10 +20,11 @@ def relabel_dpo_loss(
 ) -> LossOutput:
     """DPO (Rafailov et al. 2023, Eq. 7) on labels re-decided by s(y) = p(y) + aux_weight * r_aux(y).
 
-    p(y) is the per-response preference score (the data's gold oracle, z-scored on the training set,
-    or +-0.5 from the binary label when the data has none); r_aux the weighted, normalised auxiliary
-    reward. Where s(y_l) > s(y_w) the pair is flipped: the loss is -log sigmoid(-beta z). Ties keep
-    the original label.
+    p(y) is the per-response preference score (``upo.train.preference_scores``: cross-fitted
+    Bradley-Terry reward models z-scored on the training responses, +-0.5 from the binary label, or
+    the gold oracle for the upper-bound method); r_aux the weighted, normalised auxiliary reward.
+    Where s(y_l) > s(y_w) the pair is flipped: the loss is -log sigmoid(-beta z). Ties keep the
+    original label.
 
     Args: policy/reference logps (B,), ``{chosen,rejected}_preference_scores`` (B,) p(y),
         ``aux_{chosen,rejected}_rewards`` (B,).

@@ -128,6 +128,7 @@ def metrics_row(metrics: dict, where: str) -> dict:
     row["judge_name"] = str(_get(judge, "name", f"{where}: win_rate.judge"))
     row["win_reference"] = str(_get(win, "reference", where))
     row["run_dir"] = str(_get(run, "run_dir", where))
+    row["preference_source"] = run.get("preference_source") or ""  # relabel-dpo: reward_model | binary | oracle
     return row
 
 

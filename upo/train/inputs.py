@@ -17,7 +17,8 @@ from upo.config import RunConfig
 from upo.data.batching import TokenizedPair
 from upo.io import read_jsonl
 from upo.models.pair_forward import cache_settings, load_reference_cache, tokenize_records
-from upo.rewards.normalise import AuxNormaliser, zscore_stats
+from upo.rewards.normalise import AuxNormaliser
+from upo.train.preference_scores import preference_score_tensors
 
 FORWARD_NEEDS = frozenset({"rejected", "value", "sequence_scores"})  # provided by the forward pass
 
@@ -35,22 +36,6 @@ class PairData:
     pairs: list[TokenizedPair]
     tensors: dict[str, torch.Tensor]
     prompt_states: torch.Tensor | None = None
-
-
-def preference_score_tensors(fit_records: list[dict], records: list[dict]) -> dict[str, torch.Tensor]:
-    """Per-response preference scores p(y) for relabelling: the gold oracle z-scored with the training
-    responses' statistics (:func:`zscore_stats`), or +0.5 / -0.5 from the binary label when the data
-    carries no oracle."""
-    if all("oracle" in r for r in fit_records) and all("oracle" in r for r in records):
-        mean, std = zscore_stats([r["oracle"][side] for r in fit_records for side in ("chosen", "rejected")])
-        return {
-            f"{side}_preference_scores": torch.tensor([(r["oracle"][side] - mean) / std for r in records])
-            for side in ("chosen", "rejected")
-        }
-    return {
-        "chosen_preference_scores": torch.full((len(records),), 0.5),
-        "rejected_preference_scores": torch.full((len(records),), -0.5),
-    }
 
 
 def aux_reward_tensors(cfg: RunConfig, fit_records: list[dict], records: list[dict]) -> dict[str, torch.Tensor]:
@@ -84,7 +69,10 @@ PROVIDERS: dict[str, Provider] = {
         cache, split, records, cfg.reference.logps_cache
     ),
     "aux_rewards": lambda cfg, cache, split, fit, records: aux_reward_tensors(cfg, fit, records),
-    "preference_scores": lambda cfg, cache, split, fit, records: preference_score_tensors(fit, records),
+    # p(y) by data.preference_source: cross-fitted reward model | binary | oracle (upo.train.preference_scores)
+    "preference_scores": lambda cfg, cache, split, fit, records: preference_score_tensors(
+        cfg.data, split, fit, records
+    ),
 }
 
 

@@ -21,6 +21,7 @@ from upo.config.overrides import overridden_run
 from upo.io import atomic_path, write_json
 from upo.models.heads import autocast
 from upo.train.checkpoint import load_matching_checkpoint, remove_checkpoint, save_checkpoint
+from upo.train.crossfit import write_fold_manifest
 from upo.train.inputs import PairData
 from upo.train.optim import peak_memory_mb
 from upo.train.session import TrainingSession, batch_order, open_session
@@ -87,7 +88,7 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
     logger = MetricsLogger(out_dir / "train_log.csv", keep_until_step=start_step, enabled=accelerator.is_main_process)
     # Held-out eval in the main process only (cheap: at most train.eval_pairs pairs).
     heldout = session.heldout() if accelerator.is_main_process else None
-    started = time.time()
+    started, final_eval = time.time(), {}
     progress = tqdm(
         range(start_step, steps),
         desc=f"train {cfg.method}",
@@ -109,7 +110,8 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         done = step + 1
         periodic = cfg.train.eval_every and done % cfg.train.eval_every == 0
         if heldout is not None and (done == steps or periodic):
-            row.update(heldout_metrics(session, heldout))
+            final_eval = heldout_metrics(session, heldout)
+            row.update(final_eval)
             accelerator.print(" ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("eval/")))
         logger.log(row)
         if cfg.train.log_to != ["csv"]:
@@ -140,8 +142,13 @@ def train(cfg: RunConfig, stop_after: int | None = None) -> dict:
         "processes": accelerator.num_processes,
         "loss": cfg.loss.name,
     }
+    if "eval/accuracy" in final_eval:  # reward models: pairwise accuracy on the held-out pairs
+        summary["heldout_accuracy"] = final_eval["eval/accuracy"]
+        summary["heldout_pairs"] = len(heldout.pairs)
     if accelerator.is_main_process:
         save_outputs(session, out_dir, summary)
+        if cfg.data.fold is not None:  # cross-fitting: the pair ids this model trained on
+            write_fold_manifest(out_dir, cfg.data.fold, session.train.records)
         remove_checkpoint(checkpoint_dir)  # finished: nothing resumable may outlive the run
     accelerator.end_training()
     return summary

@@ -25,6 +25,7 @@ from upo.losses import get_loss
 from upo.losses.base import BoundLoss, LossSpec
 from upo.models.pair_forward import PairForward, ScoreForward
 from upo.strict import ConfigError, to_dict
+from upo.train.crossfit import fold_training_records
 from upo.train.inputs import PairData, build_pair_data, heldout_records, load_cache, needs_cache
 from upo.train.optim import build_optimizer, lr_lambda, set_seed
 from upo.train.step import MicroBatch, StepCore, micro_batch
@@ -151,6 +152,7 @@ def open_session(cfg: RunConfig) -> TrainingSession:
     if scorer:
         model.config.pad_token_id = tokenizer.pad_token_id
     records = read_jsonl(cfg.data.train)[: cfg.data.max_train_pairs]
+    records = fold_training_records(records, cfg.data.fold)  # data.fold: cross-fitting reward models
     if len(records) < cfg.train.batch_size:
         raise ConfigError(f"{cfg.data.train}: {len(records)} pairs < train.batch_size {cfg.train.batch_size}")
     cache = load_cache(cfg) if needs_cache(spec.needs) else None

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from upo import checks
 from upo import paths
+from upo import preference_source
 from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
 from upo.strict import check_finite
@@ -120,6 +121,37 @@ def sft_run_config(wildcards):
 def rm_run_config(wildcards):
     return json.dumps(
         sweeps.resolve_reward_model(CONFIG, wildcards.dataset, wildcards.model)
+    )
+
+
+def rm_fold_run_config(wildcards):
+    """run.yaml of a cross-fitting reward model (relabel-dpo): the reward_model stage plus data.fold."""
+    return json.dumps(
+        preference_source.resolve_reward_model_fold(
+            CONFIG, wildcards.dataset, wildcards.model, int(wildcards.fold)
+        )
+    )
+
+
+def fold_inputs(name):
+    """``name`` (run.yaml, model, fold.json) of each fold reward model: the scoring job's inputs."""
+
+    def files(wildcards):
+        return preference_source.fold_files(wildcards.dataset, wildcards.model, name)
+
+    return files
+
+
+def preference_scores_input(wildcards):
+    """The cross-fitted scores a preference run reads (relabel-dpo), else nothing."""
+    return preference_source.scores_input(
+        CONFIG,
+        wildcards.dataset,
+        wildcards.model,
+        wildcards.method,
+        wildcards.beta,
+        wildcards.w,
+        int(wildcards.seed),
     )
 
 

@@ -127,6 +127,7 @@ rule train_offline:
         sft="results/sft/{dataset}/{model}/model",
         ref="results/ref_logps/{dataset}/{model}.pt",
         data="resources/data/{dataset}/train.jsonl",
+        scores=preference_scores_input,  # relabel-dpo only (relabel.smk)
     output:
         model=directory(
             "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
