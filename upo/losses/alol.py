@@ -87,7 +87,9 @@ def alol_loss(
     prompt_values = (chosen_rewards + rejected_rewards) / 2  # V(x): the pair's mean reward
     rewards = torch.cat([chosen_rewards, rejected_rewards])  # (2B,)
     values = torch.cat([prompt_values, prompt_values])
-    advantages = (rewards - values).detach().clamp(min=0.0)  # (2B,) only positive advantages train
+    # (2B,) only positive advantages train. R and V are functions of the data alone (no policy
+    # parameter reaches them), so no detach is needed; the importance weight is the stop-gradient term.
+    advantages = (rewards - values).clamp(min=0.0)
     policy_logps = torch.cat([policy_chosen_logps, policy_rejected_logps])
     with torch.no_grad():
         logratios = policy_logps - torch.cat([reference_chosen_logps, reference_rejected_logps])
