@@ -290,7 +290,9 @@ def test_csft_records_put_the_label_and_objective_tokens_in_the_prompt():
         "b#rejected": "<|bad|><|brevity:good|><|readability:good|>",
     }
     assert [r["chosen"] for r in out] == ["a good", "a bad", "b good", "b bad"]
-    assert csft_generation_prefix({"readability": 1.0, "brevity": -0.5}) == "<|good|><|brevity:good|><|readability:good|>"
+    assert (
+        csft_generation_prefix({"readability": 1.0, "brevity": -0.5}) == "<|good|><|brevity:good|><|readability:good|>"
+    )
 
 
 def test_sampling_prefix_is_declared_by_the_loss():

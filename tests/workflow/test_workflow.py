@@ -16,8 +16,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.
-PAPER_JOB_COUNT = 1165  # + one judge card per dataset (3)
+# Paper DAG: 3 datasets x 4 sizes; 450 offline (252 DPO/UPO/relabel + 198 baselines) + 18 PPO
+# preference runs, 12 SFT references, one judge card per dataset (3), etc.
+PAPER_JOB_COUNT = 1957
 
 
 def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
@@ -47,7 +48,9 @@ def test_snakefmt_is_clean():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize(
+    "configfile", ["config/config.yaml", "config/quick.yaml", "config/paper.yaml", "config/baselines.yaml"]
+)
 def test_dry_run_builds_the_dag(configfile, tmp_path):
     from upo.sweeps import run_table
 
