@@ -298,7 +298,9 @@ def test_csft_records_put_the_label_and_objective_tokens_in_the_prompt():
 def test_sampling_prefix_is_declared_by_the_loss():
     assert sampling_prefix("csft", {"readability": 1.0}) == "<|good|><|readability:good|>"
     assert sampling_prefix("dpo", {"readability": 1.0}) == ""
-    assert sampling_prefix("ppo", {"readability": 1.0}) == ""  # not a registry loss: no hooks
+    assert sampling_prefix(None, {"readability": 1.0}) == ""  # PPO's run has no loss: no hooks
+    with pytest.raises(KeyError, match="csfy"):
+        sampling_prefix("csfy", {"readability": 1.0})
 
 
 # ---------------------------------------------------------------- trainer plumbing on a tiny model

@@ -180,6 +180,7 @@ def generate_run(run_dir: str | Path) -> Path:
     check_judge_available(eval_config)
     records = eval_records(run_config, eval_config)
     model, tokenizer = load_model_and_tokenizer(run_dir / "model")
+    loss_name = run_config.loss.name if run_config.loss is not None else None  # None: PPO's own objective
     outputs, token_ids = generate_with_ids(
         model,
         tokenizer,
@@ -189,7 +190,7 @@ def generate_run(run_dir: str | Path) -> Path:
         max_new_tokens=eval_config.max_new_tokens,
         batch_size=eval_config.batch_size,
         seed=eval_config.seed,
-        response_prefix=sampling_prefix(run_config.loss.name, run_config.data.aux_rewards),
+        response_prefix=sampling_prefix(loss_name, run_config.data.aux_rewards),
     )
     name = generator_name(run_config.tags)
     rows = [

@@ -277,13 +277,14 @@ def get_loss(name: str, **kwargs) -> tuple[LossSpec, BoundLoss]:
     return spec, BoundLoss(spec, bound)
 
 
-def sampling_prefix(loss: str, aux_weights: dict[str, float]) -> str:
+def sampling_prefix(loss: str | None, aux_weights: dict[str, float]) -> str:
     """Text a run of ``loss`` is sampled with after the assistant header ("" for most losses).
 
     The evaluator calls this with the run's ``loss.name`` and ``data.aux_rewards`` (CSFT: its "good"
-    control tokens), so sampling conditions the policy exactly as its training did.
+    control tokens), so sampling conditions the policy exactly as its training did. ``loss`` is None for
+    a trainer with its own objective (PPO's run has no ``loss:``): no hooks.
     """
-    if loss not in LOSSES:  # PPO's pieces are not a registry loss: no hooks
+    if loss is None:
         return ""
     hook = LOSSES.get(loss).generation_prefix
     return "" if hook is None else hook(aux_weights)
