@@ -5,6 +5,13 @@ margin is z = 1, so loss = log(1 + e^-0.5) = 0.474077 and dloss/dpolicy_chosen =
 = -0.188770. For UPO take token lengths (2, 4) (token-mean logps -0.5, -0.5), aux rewards (1, -1),
 V = 0, eta = 1: advantages (1, -1), weights (e, 1/e), L_aux = (e + 1/e) * 0.5 / 2 = 0.771540;
 expectile tau = 0.7 gives value loss (0.7 * 1 + 0.3 * 1) / 2 = 0.5.
+
+Baselines on the same numbers: KTO's reference point from mismatched log-probs (-1.2, -1.4) is
+z = 0.2, the log-ratios are r_w = 0.5, r_l = -0.5, so at beta 0.5 the loss is
+((1 - sigmoid(0.15)) + (1 - sigmoid(0.35))) / 2 = 0.437976. MODPO at beta 0.5 with aux margin
+r_aux(y_w) - r_aux(y_l) = 2: logit 0.5 - 2 aux_weight (0 at aux_weight 0.25: log 2). A-LoL with preference
+scores (1, 0) and aux rewards (1, -1) at aux_weight 1: R = (2, -1), V = 0.5, A = (1.5, 0 after the cut),
+ratio e^0.5 inside [0.1, 1.9]: loss = 1.5 e^0.5 * 1 / 2 = 1.236541. CSFT: -(-1) / 2 tokens = 0.5.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ def base_inputs(**overrides) -> LossInputs:
         rejected_preference_scores=T(0.0),
         chosen_scores=T(1.0),
         rejected_scores=T(0.0),
+        policy_kl_logps=T(-1.2),
+        reference_kl_logps=T(-1.4),
     )
     fields.update(overrides)
     return LossInputs(**fields)
@@ -76,7 +85,30 @@ GOLDEN_CASES = {
         ({"beta": 0.5, "aux_weight": 0.1}, FLIP, 0.47407698418010663),
     ],
     "bradley_terry": [({}, {}, 0.3132616875182228)],
+    "kto": [
+        ({"beta": 0.5}, {}, 0.43797628786946013),
+        # z = max(0, -2 + 1.4) = 0: (1 - sigmoid(0.25)) * (lambda_D + lambda_U) / 2 with lambdas (1, 2)
+        ({"beta": 0.5, "undesirable_weight": 2.0}, {"policy_kl_logps": T(-2.0)}, 0.656735248671303),
+    ],
+    "modpo": [
+        ({"beta": 0.5, "aux_weight": 0.25}, {}, math.log(2.0)),
+        ({"beta": 0.5, "aux_weight": 1.0}, {}, 1.7014132779827524),  # log(1 + e^1.5)
+        ({"beta": 0.5, "aux_weight": 0.0}, {}, 0.47407698418010663),  # DPO
+    ],
+    "alol": [
+        # First: ratio e^0.5 clipped to 1.2, where the stop-gradient weight is locally constant, so the
+        # generic gradcheck below applies (the unclipped case is checked in test_losses_baselines.py).
+        ({"aux_weight": 1.0, "clip": 0.2}, {}, 0.75 * 1.2),
+        ({"aux_weight": 1.0}, {}, 1.2365409530250961),  # 0.75 e^0.5
+        ({"aux_weight": 1.0, "ratio": "ref_free"}, {}, 0.75),
+        ({"aux_weight": 1.0, "token_mean": True}, {}, 1.2365409530250961 / 2),  # log pi / 2 tokens
+    ],
+    "csft": [({}, {}, 0.5), ({"token_mean": False}, {}, 1.0)],
 }
+# UPO-KTO: KTO's loss plus UPO's auxiliary term of the case above, 2 * (e + 1/e) / 4
+GOLDEN_CASES["upo"].append(
+    ({"beta": 0.5, "aux_weight": 2.0, "preference": "kto"}, {}, 0.43797628786946013 + (math.e + 1 / math.e) / 2)
+)
 
 
 def test_every_registered_loss_has_a_golden_case():

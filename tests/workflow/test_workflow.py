@@ -16,10 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-# Paper DAG: 3 datasets x 4 sizes; 252 offline + 18 PPO preference runs, 12 SFT references, etc.;
-# + one judge card per dataset (3); + 24 fold reward models, their 24 run.yaml files and 12
-# cross-fitted score files for relabel-dpo (60)
-PAPER_JOB_COUNT = 1225
+# Paper DAG: 3 datasets x 4 sizes; 450 offline (252 DPO/UPO/relabel + 198 baselines) + 18 PPO
+# preference runs, 12 SFT references, one judge card per dataset (3), 60 cross-fitting jobs (fold reward
+# models, their run.yaml files, score files) for relabel-dpo and A-LoL, etc.
+PAPER_JOB_COUNT = 2017
 
 
 def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
@@ -49,7 +49,9 @@ def test_snakefmt_is_clean():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize(
+    "configfile", ["config/config.yaml", "config/quick.yaml", "config/paper.yaml", "config/baselines.yaml"]
+)
 def test_dry_run_builds_the_dag(configfile, tmp_path):
     from upo.sweeps import run_table
 

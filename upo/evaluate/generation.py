@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from upo.io import read_jsonl, write_jsonl
+from upo.losses.base import sampling_prefix
 from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
 
 
@@ -50,16 +51,19 @@ def generate_with_ids(
     max_new_tokens: int = 48,
     batch_size: int = 32,
     seed: int = 0,
+    response_prefix: str = "",
 ) -> tuple[list[str], list[list[int]]]:
     """Like :func:`generate_responses`, also returning the sampled token ids (stop token included).
 
     The ids are what the policy actually sampled, so the KL estimate scores exactly these tokens
     instead of a re-tokenisation of the decoded text. Sampling is :func:`upo.models.sampling.sample_token_ids`
     with row keys ``(prompt index,)``: prompt i's response depends on (seed, i), not on the batch size.
+    ``response_prefix`` ends every prompt (the run's loss conditions sampling: CSFT's "good" control
+    tokens, see :func:`upo.losses.base.sampling_prefix`); it is not part of the decoded output.
     """
     ids = sample_token_ids(
         model,
-        encode_prompts(tokenizer, prompts),
+        encode_prompts(tokenizer, prompts, response_prefix=response_prefix),
         seed=seed,
         stop_ids=stop_token_ids(model, tokenizer),
         temperature=temperature,
@@ -176,6 +180,7 @@ def generate_run(run_dir: str | Path) -> Path:
     check_judge_available(eval_config)
     records = eval_records(run_config, eval_config)
     model, tokenizer = load_model_and_tokenizer(run_dir / "model")
+    loss_name = run_config.loss.name if run_config.loss is not None else None  # None: PPO's own objective
     outputs, token_ids = generate_with_ids(
         model,
         tokenizer,
@@ -185,6 +190,7 @@ def generate_run(run_dir: str | Path) -> Path:
         max_new_tokens=eval_config.max_new_tokens,
         batch_size=eval_config.batch_size,
         seed=eval_config.seed,
+        response_prefix=sampling_prefix(loss_name, run_config.data.aux_rewards),
     )
     name = generator_name(run_config.tags)
     rows = [

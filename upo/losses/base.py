@@ -14,6 +14,13 @@ Needs a loss can declare (the trainer provides exactly these, see ``upo.train.in
     ``preference_scores``  per-response preference scores (the z-scored gold oracle; relabelling)
     ``value``              V(x) of a side module the loss owns (``LossSpec.side_module``), e.g. UPO's
     ``sequence_scores``    the model is a scalar-head scorer (reward model): one score per response
+    ``kl_logps``           log-probs of mismatched pairs (x_i, y'_i), y' another pair's response, under
+                           the policy (forwarded with the pair) and the reference (KTO's reference point)
+
+A loss whose needs depend on its hyperparameters (UPO's ``preference`` term) declares ``needs_of``; the
+trainer reads ``BoundLoss.needs``, the union. A loss that changes the training records or the sampling
+prompt (CSFT's control tokens) declares ``data_transform`` / ``generation_prefix``: the trainer and the
+evaluator call these hooks and never name the loss.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import torch
 
 from upo.registry import Registry
 
-NEEDS = frozenset({"rejected", "reference", "aux_rewards", "preference_scores", "value", "sequence_scores"})
+NEEDS = frozenset(
+    {"rejected", "reference", "aux_rewards", "preference_scores", "value", "sequence_scores", "kl_logps"}
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class LossInputs:
     rejected_preference_scores: torch.Tensor | None = None
     chosen_scores: torch.Tensor | None = None  # a scalar-head model's score r(x, y_w) (reward model)
     rejected_scores: torch.Tensor | None = None
+    policy_kl_logps: torch.Tensor | None = None  # log pi(y'_i | x_i), y'_i the response of another pair
+    reference_kl_logps: torch.Tensor | None = None  # log pi_ref(y'_i | x_i)
 
 
 @dataclass
@@ -115,6 +126,14 @@ class LossSpec:
     needs: frozenset[str]
     side_module: SideModule | None = None
     validate: Callable[..., None] | None = None  # cross-field or registry checks of the bound values
+    # Needs that depend on the bound hyperparameters (UPO's preference term): ``needs_of(**kwargs)``.
+    needs_of: Callable[..., frozenset[str]] | None = None
+    # ``data_transform(records, fit_records, aux_weights) -> records``: rewrites the training (and
+    # held-out) records before tokenisation; statistics come from ``fit_records`` (the raw train split).
+    data_transform: Callable[[list[dict], list[dict], dict[str, float]], list[dict]] | None = None
+    # ``generation_prefix(aux_weights) -> str``: text placed after the chat template's assistant header
+    # when the evaluation samples this run (CSFT's "good" control tokens).
+    generation_prefix: Callable[[dict[str, float]], str] | None = None
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         """Keyword-only parameters of the loss function (its hyperparameters)."""
@@ -137,20 +156,32 @@ def register_loss(
     needs: frozenset[str] | set[str] = frozenset(),
     side_module: SideModule | None = None,
     validate: Callable[..., None] | None = None,
+    needs_of: Callable[..., frozenset[str]] | None = None,
+    data_transform: Callable[[list[dict], list[dict], dict[str, float]], list[dict]] | None = None,
+    generation_prefix: Callable[[dict[str, float]], str] | None = None,
 ) -> Callable[[Callable[..., LossOutput]], Callable[..., LossOutput]]:
     """Decorator: register a pure loss function under ``name`` with the inputs it ``needs``, the side
-    module it owns (if any) and an optional ``validate(**hyperparameters)`` run by ``get_loss``."""
-    unknown = set(needs) - NEEDS
-    if unknown:
-        raise ValueError(f"loss {name!r} declares unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
+    module it owns (if any), an optional ``validate(**hyperparameters)`` run by ``get_loss``, and the
+    optional hooks of :class:`LossSpec` (``needs_of``, ``data_transform``, ``generation_prefix``)."""
+    check_needs_declaration(name, frozenset(needs))
     if ("value" in needs) != (side_module is not None):
         raise ValueError(f"loss {name!r}: the 'value' need and a side_module go together")
 
     def wrap(fn: Callable[..., LossOutput]) -> Callable[..., LossOutput]:
-        LOSSES.register(name, LossSpec(name, fn, frozenset(needs), side_module, validate))
+        spec = LossSpec(name, fn, frozenset(needs), side_module, validate, needs_of, data_transform, generation_prefix)
+        LOSSES.register(name, spec)
         return fn
 
     return wrap
+
+
+def check_needs_declaration(name: str, needs: frozenset[str]) -> None:
+    """Known needs only; mismatched pairs are forwarded beside a pair, so ``kl_logps`` needs ``rejected``."""
+    unknown = set(needs) - NEEDS
+    if unknown:
+        raise ValueError(f"loss {name!r} declares unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
+    if "kl_logps" in needs and "rejected" not in needs:
+        raise ValueError(f"loss {name!r}: the 'kl_logps' need is forwarded with a pair; declare 'rejected' too")
 
 
 def convert_hyperparameter(loss: str, key: str, annotation: Any, value: Any) -> Any:
@@ -217,6 +248,13 @@ class BoundLoss:
     def __call__(self, inputs: LossInputs) -> LossOutput:
         return self.spec.fn(inputs, **self.hyperparameters)
 
+    @property
+    def needs(self) -> frozenset[str]:
+        """What the trainer must provide: the declared needs plus those of the bound hyperparameters."""
+        if self.spec.needs_of is None:
+            return self.spec.needs
+        return self.spec.needs | frozenset(self.spec.needs_of(**self.hyperparameters))
+
     def __repr__(self) -> str:
         return f"BoundLoss({self.spec.name!r}, {self.hyperparameters})"
 
@@ -237,6 +275,19 @@ def get_loss(name: str, **kwargs) -> tuple[LossSpec, BoundLoss]:
     if spec.validate is not None:  # cross-field or registry checks a loss declares (UPO's preference term)
         spec.validate(**bound)
     return spec, BoundLoss(spec, bound)
+
+
+def sampling_prefix(loss: str | None, aux_weights: dict[str, float]) -> str:
+    """Text a run of ``loss`` is sampled with after the assistant header ("" for most losses).
+
+    The evaluator calls this with the run's ``loss.name`` and ``data.aux_rewards`` (CSFT: its "good"
+    control tokens), so sampling conditions the policy exactly as its training did. ``loss`` is None for
+    a trainer with its own objective (PPO's run has no ``loss:``): no hooks.
+    """
+    if loss is None:
+        return ""
+    hook = LOSSES.get(loss).generation_prefix
+    return "" if hook is None else hook(aux_weights)
 
 
 def require(inputs: LossInputs, *names: str) -> list[torch.Tensor]:

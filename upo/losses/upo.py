@@ -31,7 +31,10 @@ from upo.losses.base import (
 )
 from upo.models.heads import ValueHead
 
-PREFERENCE_NEEDS = frozenset({"rejected", "reference"})  # what a preference term may read
+# A preference term is a pairwise loss of the policy alone: it may not own a side module (UPO owns the
+# value head) nor turn the policy into a scorer. Whatever else it needs (KTO's mismatched pairs) becomes
+# a need of UPO through ``preference_needs``.
+FORBIDDEN_PREFERENCE_NEEDS = frozenset({"value", "sequence_scores"})
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -80,10 +83,10 @@ def preference_term(preference: str, beta: float, label_smoothing: float):
         spec = LOSSES.get(preference)
     except KeyError as error:
         raise ValueError(f"loss 'upo': preference: {error.args[0]}") from None
-    if not spec.needs <= PREFERENCE_NEEDS or "rejected" not in spec.needs:
+    if spec.needs & FORBIDDEN_PREFERENCE_NEEDS or "rejected" not in spec.needs or spec.needs_of or spec.data_transform:
         raise ValueError(
-            f"loss 'upo': preference {preference!r} must be a pairwise loss needing only "
-            f"{sorted(PREFERENCE_NEEDS)}; it needs {sorted(spec.needs)}"
+            f"loss 'upo': preference {preference!r} must be a pairwise loss (needing 'rejected') with fixed "
+            f"needs, no data transform and none of {sorted(FORBIDDEN_PREFERENCE_NEEDS)}; it needs {sorted(spec.needs)}"
         )
     accepted = spec.hyperparameters()
     kwargs = {"beta": beta} if "beta" in accepted else {}
@@ -92,6 +95,11 @@ def preference_term(preference: str, beta: float, label_smoothing: float):
             raise ValueError(f"loss 'upo': preference {preference!r} takes no label_smoothing")
         kwargs["label_smoothing"] = label_smoothing
     return get_loss(preference, **kwargs)[1]
+
+
+def preference_needs(*, preference: str, **_) -> frozenset[str]:
+    """UPO's needs beyond its own: those of its preference term (e.g. KTO's ``kl_logps``)."""
+    return LOSSES.get(preference).needs
 
 
 def _validate_upo(*, preference: str, beta: float, label_smoothing: float, **_) -> None:
@@ -106,6 +114,7 @@ VALUE_HEAD = SideModule(build=ValueHead, warm_start=warm_start_value_head)
     needs={"rejected", "reference", "aux_rewards", "value"},
     side_module=VALUE_HEAD,
     validate=_validate_upo,
+    needs_of=preference_needs,
 )
 def upo_loss(
     inputs: LossInputs,
@@ -133,8 +142,9 @@ def upo_loss(
         inputs: policy/reference sequence log-probs (B,), ``chosen_lengths``/``rejected_lengths``
             (B,), ``aux_{chosen,rejected}_rewards`` (B,) = sum_k c_k norm_k(r_k) (M1), and
             ``prompt_values`` (B,) = V(x).
-        preference: name of a registered pairwise loss ("dpo", with ``label_smoothing``; "ipo"; or any
-            loss needing only the pair and the reference), bound to ``beta``.
+        preference: name of a registered pairwise loss ("dpo", with ``label_smoothing``; "ipo"; "kto",
+            UPO-KTO, the paper's first version; any pairwise loss without a side module), bound to ``beta``
+            with its other keywords at their defaults. Its needs join UPO's (``preference_needs``).
     Returns:
         ``LossOutput``: (B,) policy losses, ``side_losses["value"]`` (B,), detached metrics.
     """

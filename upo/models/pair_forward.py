@@ -124,7 +124,15 @@ class ScoreForward(nn.Module):
 
 def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int):
     return [
-        tokenize_pair(tokenizer, r["prompt"], r["chosen"], r["rejected"], max_length, max_prompt_length)
+        tokenize_pair(
+            tokenizer,
+            r["prompt"],
+            r["chosen"],
+            r["rejected"],
+            max_length,
+            max_prompt_length,
+            r.get("response_prefix", ""),
+        )
         for r in records
     ]
 
@@ -137,13 +145,14 @@ def compute_pair_logps(
     batch_size: int = 16,
     autocast_bf16: bool = False,
     desc: str = "reference log-probs",
+    include_rejected: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Sequence log-probs of every pair under ``model`` (eval mode, no grad; the caller restores
     training mode if it needs it). Pairs are batched by length (longest first) and returned in their
     order: less padding, and in float32 the same numbers bit for bit as batches in file order (tested).
 
-    Returns: ``chosen``/``rejected`` (N,) float32 sums, ``chosen_lengths`` (N,) response token
-    counts and ``prompt_states`` (N, H) float32, all on the CPU.
+    Returns: ``chosen``/``rejected`` (N,) float32 sums (``rejected`` only with ``include_rejected``),
+    ``chosen_lengths`` (N,) response token counts and ``prompt_states`` (N, H) float32, all on the CPU.
     """
     forward = PairForward(model).eval()
     device = next(model.parameters()).device
@@ -151,7 +160,7 @@ def compute_pair_logps(
     order = length_order([len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs])
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, leave=False):
         chunk = [pairs[i] for i in order[start : start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_token_id).items()}
+        batch = {k: v.to(device) for k, v in collate_pairs(chunk, pad_token_id, include_rejected).items()}
         with autocast(autocast_bf16, device):
             out = forward(**batch)
         half = len(chunk)
@@ -163,7 +172,7 @@ def compute_pair_logps(
     back[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))  # sorted position of each pair
     return {
         "chosen": torch.cat(chosen)[back],
-        "rejected": torch.cat(rejected)[back],
+        **({"rejected": torch.cat(rejected)[back]} if include_rejected else {}),
         "chosen_lengths": torch.cat(lengths)[back],
         "prompt_states": torch.cat(states)[back],
     }

@@ -132,9 +132,17 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor, block: int = 256) -
     return chosen_block * block + torch.minimum(index, last_positive)
 
 
-def encode_prompts(tokenizer, prompts: list[list[dict]], max_prompt_length: int | None = None) -> list[list[int]]:
-    """Chat-template and tokenise prompts (no special tokens added); keep the last ``max_prompt_length`` ids."""
-    encoded = [tokenizer(format_prompt(tokenizer, m), add_special_tokens=False)["input_ids"] for m in prompts]
+def encode_prompts(
+    tokenizer, prompts: list[list[dict]], max_prompt_length: int | None = None, response_prefix: str = ""
+) -> list[list[int]]:
+    """Chat-template and tokenise prompts (no special tokens added); keep the last ``max_prompt_length`` ids.
+
+    ``response_prefix`` ends every prompt after the assistant header (a loss's control tokens, see
+    :func:`upo.data.batching.format_prompt`); it is prompt, so it is not part of the sampled response.
+    """
+    encoded = [
+        tokenizer(format_prompt(tokenizer, m, response_prefix), add_special_tokens=False)["input_ids"] for m in prompts
+    ]
     if max_prompt_length is not None:
         encoded = [ids[-max_prompt_length:] for ids in encoded]
     if any(not ids for ids in encoded):

@@ -1,7 +1,9 @@
 """What the trainer feeds a loss: for each need a loss declares, per-pair tensors of a split.
 
-One provider per data need (``reference``, ``aux_rewards``, ``preference_scores``); the forward pass
-provides the rest (policy log-probs, ``value`` from the loss's side module, ``sequence_scores``).
+One provider per data need (``reference``, ``aux_rewards``, ``preference_scores``, the reference side of
+``kl_logps``); the forward pass provides the rest (policy log-probs, ``value`` from the loss's side module,
+``sequence_scores``, the policy side of ``kl_logps``). A loss's ``data_transform`` (CSFT's control tokens)
+rewrites the records before any of this.
 Statistics (auxiliary normalisation, preference z-scores) are always fitted on the training pairs
 and applied unchanged to the held-out pairs, so held-out numbers use the training run's scale.
 """
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from upo.config import RunConfig
-from upo.data.batching import TokenizedPair
+from upo.data.batching import TokenizedPair, tokenize_pair
 from upo.io import read_jsonl
-from upo.models.pair_forward import cache_settings, load_reference_cache, tokenize_records
+from upo.models.pair_forward import cache_settings, compute_pair_logps, load_reference_cache, tokenize_records
 from upo.rewards.normalise import AuxNormaliser
 from upo.train.preference_scores import preference_score_tensors
 
@@ -36,6 +38,7 @@ class PairData:
     pairs: list[TokenizedPair]
     tensors: dict[str, torch.Tensor]
     prompt_states: torch.Tensor | None = None
+    source_records: list[dict] | None = None  # the records before a loss's data transform (fit statistics)
 
 
 def aux_reward_tensors(cfg: RunConfig, fit_records: list[dict], records: list[dict]) -> dict[str, torch.Tensor]:
@@ -62,17 +65,74 @@ def reference_tensors(cache: dict, split: str, records: list[dict], path: str) -
     }
 
 
-# need -> provider(cfg, cache, split, fit_records, records) -> LossInputs fields
-Provider = Callable[[RunConfig, dict | None, str, list[dict], list[dict]], dict[str, torch.Tensor]]
+def mismatched_response(records: list[dict], index: int) -> str:
+    """y'_i of KTO's reference point: the response of the next pair in file order (wrapping), its chosen one
+    for even i and its rejected one for odd i, so the y' are distributed like the data's responses."""
+    other = records[(index + 1) % len(records)]
+    return other["chosen"] if index % 2 == 0 else other["rejected"]
+
+
+def attach_mismatched(cfg: RunConfig, tokenizer, records: list[dict], pairs: list[TokenizedPair]) -> None:
+    """Tokenise each pair's mismatched sequence (x_i, y'_i) into ``kl_prompt_ids`` / ``kl_ids``, truncated
+    by the pair rule on its own."""
+    if len(records) < 2:
+        raise ValueError("the kl_logps need pairs each prompt with another pair's response; it needs >= 2 pairs")
+    for index, (record, pair) in enumerate(zip(records, pairs, strict=True)):
+        response = mismatched_response(records, index)
+        mismatched = tokenize_pair(
+            tokenizer,
+            record["prompt"],
+            response,
+            response,
+            cfg.data.max_length,
+            cfg.data.max_prompt_length,
+            record.get("response_prefix", ""),
+        )
+        pair.kl_prompt_ids, pair.kl_ids = mismatched.prompt_ids, mismatched.chosen_ids
+
+
+def reference_kl_tensors(
+    cfg: RunConfig, pairs: list[TokenizedPair], pad_token_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """log pi_ref(y'_i | x_i) of every pair's mismatched sequence, computed once with the reference model.
+
+    The mismatch is fixed per split (``mismatched_response``), so, as TRL precomputes its reference KL
+    log-probs, the reference is run once here and freed; the reference cache of the pair stays as it is.
+    """
+    from upo.models.loading import load_model
+
+    reference = load_model(cfg.reference.path or cfg.model.path, cfg.model.dtype, None, cfg.model.trust_remote_code)
+    reference.to(device)
+    sequences = [TokenizedPair(p.kl_prompt_ids, p.kl_ids, [], p.truncated) for p in pairs]
+    logps = compute_pair_logps(
+        reference, sequences, pad_token_id, 16, cfg.model.autocast_bf16, "reference KL log-probs", False
+    )
+    del reference
+    return {"reference_kl_logps": logps["chosen"].to(torch.float32)}
+
+
+@dataclass
+class ProviderContext:
+    """What a provider may read: the run, the reference cache, the split and its (fit) records and pairs."""
+
+    cfg: RunConfig
+    cache: dict | None
+    split: str
+    fit_records: list[dict]
+    records: list[dict]
+    pairs: list[TokenizedPair]
+    pad_token_id: int
+    device: torch.device
+
+
+# need -> provider(context) -> LossInputs fields
+Provider = Callable[[ProviderContext], dict[str, torch.Tensor]]
 PROVIDERS: dict[str, Provider] = {
-    "reference": lambda cfg, cache, split, fit, records: reference_tensors(
-        cache, split, records, cfg.reference.logps_cache
-    ),
-    "aux_rewards": lambda cfg, cache, split, fit, records: aux_reward_tensors(cfg, fit, records),
+    "reference": lambda c: reference_tensors(c.cache, c.split, c.records, c.cfg.reference.logps_cache),
+    "aux_rewards": lambda c: aux_reward_tensors(c.cfg, c.fit_records, c.records),
     # p(y) by data.preference_source: cross-fitted reward model | binary | oracle (upo.train.preference_scores)
-    "preference_scores": lambda cfg, cache, split, fit, records: preference_score_tensors(
-        cfg.data, split, fit, records
-    ),
+    "preference_scores": lambda c: preference_score_tensors(c.cfg.data, c.split, c.fit_records, c.records),
+    "kl_logps": lambda c: reference_kl_tensors(c.cfg, c.pairs, c.pad_token_id, c.device),
 }
 
 
@@ -102,17 +162,35 @@ def build_pair_data(
     records: list[dict],
     fit_records: list[dict],
     cache: dict | None,
+    transform: Callable[[list[dict], list[dict], dict[str, float]], list[dict]] | None = None,
+    device: torch.device | None = None,
 ) -> PairData:
-    """Tokenised pairs of ``records`` and every tensor ``needs`` asks for (``split``: cache split name)."""
+    """Tokenised pairs of ``records`` and every tensor ``needs`` asks for (``split``: cache split name).
+
+    ``transform`` is the loss's ``data_transform`` (fitted on ``fit_records``, the raw train split);
+    ``device`` is where a provider that runs a model (the reference of ``kl_logps``) runs it.
+    """
     check_needs(needs)
+    source_records = records
+    if transform is not None:
+        records = transform(records, fit_records, dict(cfg.data.aux_rewards))
+    pairs = tokenize_records(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
+    if "kl_logps" in needs:  # the forward's side of the need: the mismatched sequences to forward
+        attach_mismatched(cfg, tokenizer, records, pairs)
+    device = device or torch.device("cpu")
+    context = ProviderContext(cfg, cache, split, fit_records, records, pairs, tokenizer.pad_token_id, device)
     tensors: dict[str, torch.Tensor] = {}
     for need in sorted(needs & set(PROVIDERS)):
-        tensors.update(PROVIDERS[need](cfg, cache, split, fit_records, records))
+        tensors.update(PROVIDERS[need](context))
     states = None
     if "value" in needs:
         states = cache[split]["prompt_states"][cache_rows(cache, split, records, cfg.reference.logps_cache)]
-    pairs = tokenize_records(records, tokenizer, cfg.data.max_length, cfg.data.max_prompt_length)
-    return PairData(records, pairs, tensors, states)
+    return PairData(records, pairs, tensors, states, source_records)
+
+
+def forward_sides(needs: frozenset[str]) -> dict[str, bool]:
+    """Which rows the pair forward stacks after the chosen ones: ``collate_pairs`` keywords."""
+    return {"include_rejected": "rejected" in needs, "include_kl": "kl_logps" in needs}
 
 
 def heldout_records(cfg: RunConfig, cache: dict | None) -> list[dict]:

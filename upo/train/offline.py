@@ -169,7 +169,7 @@ def heldout_metrics(session: TrainingSession, heldout: PairData, batch_size: int
     for start in range(0, len(heldout.pairs), batch_size):
         ids = list(range(start, min(start + batch_size, len(heldout.pairs))))
         micro = micro_batch(
-            heldout.pairs, heldout.tensors, ids, session.tokenizer.pad_token_id, session.include_rejected, device
+            heldout.pairs, heldout.tensors, ids, session.tokenizer.pad_token_id, device=device, **session.sides
         )
         with autocast(session.cfg.model.autocast_bf16, device):
             inputs = make_inputs(forward(**micro.batch), micro.tensors, micro.size)

@@ -26,7 +26,7 @@ from upo.losses.base import BoundLoss, LossSpec
 from upo.models.pair_forward import PairForward, ScoreForward
 from upo.strict import ConfigError, to_dict
 from upo.train.crossfit import fold_training_records
-from upo.train.inputs import PairData, build_pair_data, heldout_records, load_cache, needs_cache
+from upo.train.inputs import PairData, build_pair_data, forward_sides, heldout_records, load_cache, needs_cache
 from upo.train.optim import build_optimizer, lr_lambda, set_seed
 from upo.train.step import MicroBatch, StepCore, micro_batch
 
@@ -60,8 +60,9 @@ class TrainingSession:
     steps_per_epoch: int
 
     @property
-    def include_rejected(self) -> bool:
-        return "rejected" in self.spec.needs
+    def sides(self) -> dict[str, bool]:
+        """Rows the forward stacks after the chosen ones (``collate_pairs`` keywords)."""
+        return forward_sides(self.loss_fn.needs)
 
     @property
     def unwrapped(self):
@@ -80,8 +81,8 @@ class TrainingSession:
                 self.train.tensors,
                 mine[start : start + size],
                 self.tokenizer.pad_token_id,
-                self.include_rejected,
-                self.accelerator.device,
+                device=self.accelerator.device,
+                **self.sides,
             )
             for start in range(0, per_process, size)
         ]
@@ -93,8 +94,17 @@ class TrainingSession:
         records = heldout_records(self.cfg, self.cache)
         if not records:
             return None
-        needs = self.spec.needs
-        return build_pair_data(self.cfg, needs, self.tokenizer, "test", records, self.train.records, self.cache)
+        return build_pair_data(
+            self.cfg,
+            self.loss_fn.needs,
+            self.tokenizer,
+            "test",
+            records,
+            self.train.source_records,
+            self.cache,
+            self.spec.data_transform,
+            self.accelerator.device,
+        )
 
 
 def check_trackers(cfg: RunConfig) -> None:
@@ -145,7 +155,8 @@ def open_session(cfg: RunConfig) -> TrainingSession:
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model.path, cfg.model.trust_remote_code)
-    scorer = "sequence_scores" in spec.needs
+    needs = loss_fn.needs  # declared needs plus those of the bound hyperparameters (UPO's preference term)
+    scorer = "sequence_scores" in needs
     model = load_model(
         cfg.model.path, cfg.model.dtype, cfg.model.lora, cfg.model.trust_remote_code, "score" if scorer else "lm"
     )
@@ -153,10 +164,13 @@ def open_session(cfg: RunConfig) -> TrainingSession:
         model.config.pad_token_id = tokenizer.pad_token_id
     records = read_jsonl(cfg.data.train)[: cfg.data.max_train_pairs]
     records = fold_training_records(records, cfg.data.fold)  # data.fold: cross-fitting reward models
+    cache = load_cache(cfg) if needs_cache(needs) else None
+    train = build_pair_data(
+        cfg, needs, tokenizer, "train", records, records, cache, spec.data_transform, accelerator.device
+    )
+    records = train.records  # after the loss's data transform (CSFT: one record per response)
     if len(records) < cfg.train.batch_size:
         raise ConfigError(f"{cfg.data.train}: {len(records)} pairs < train.batch_size {cfg.train.batch_size}")
-    cache = load_cache(cfg) if needs_cache(spec.needs) else None
-    train = build_pair_data(cfg, spec.needs, tokenizer, "train", records, records, cache)
     side_module = build_side_module(spec, loss_fn, model, train)
 
     forward = ScoreForward(model) if scorer else PairForward(model, side_module)

@@ -46,10 +46,11 @@ def micro_batch(
     pad_token_id: int,
     include_rejected: bool,
     device: torch.device,
+    include_kl: bool = False,
 ) -> MicroBatch:
     """Collate pairs ``ids`` and index their per-pair tensors (each (N,) over the split)."""
     index = torch.tensor(ids, dtype=torch.long)
-    batch = collate_pairs([pairs[i] for i in ids], pad_token_id, include_rejected)
+    batch = collate_pairs([pairs[i] for i in ids], pad_token_id, include_rejected, include_kl)
     return MicroBatch(
         {k: v.to(device) for k, v in batch.items()},
         {name: value[index].to(device) for name, value in tensors.items()},
@@ -58,12 +59,17 @@ def micro_batch(
 
 
 def make_inputs(out: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], size: int) -> LossInputs:
-    """Split the concatenated forward's rows [0, size) chosen / [size, 2 size) rejected into LossInputs."""
+    """Split the concatenated forward's rows into LossInputs: [0, size) chosen, [size, 2 size) rejected,
+    [2 size, 3 size) the mismatched sequences of the ``kl_logps`` need (``collate_pairs``' order)."""
     fields = dict(tensors)
     if "logps" in out:
-        fields["policy_chosen_logps"], fields["chosen_lengths"] = out["logps"][:size], out["lengths"][:size]
-        if out["logps"].shape[0] > size:
-            fields["policy_rejected_logps"], fields["rejected_lengths"] = out["logps"][size:], out["lengths"][size:]
+        logps, lengths = out["logps"], out["lengths"]
+        fields["policy_chosen_logps"], fields["chosen_lengths"] = logps[:size], lengths[:size]
+        if logps.shape[0] > size:
+            fields["policy_rejected_logps"] = logps[size : 2 * size]
+            fields["rejected_lengths"] = lengths[size : 2 * size]
+        if logps.shape[0] > 2 * size:
+            fields["policy_kl_logps"] = logps[2 * size :]
     if "scores" in out:
         fields["chosen_scores"], fields["rejected_scores"] = out["scores"][:size], out["scores"][size:]
     if "values" in out:
