@@ -13,8 +13,9 @@ dialogue, an empty or identical response, a pair too long for ``max_length``...)
 *Filtered* rows are removed by a dataset's documented policy (SHP's score-ratio filter, OASST
 prompter turns...) and are always counted, never raised.
 
-Sources: a local ``.jsonl`` / ``.jsonl.gz`` / ``.json`` file (read line by line here), or a hub
-dataset id or local dataset folder, read with ``datasets.load_dataset(source, data_dir, split)``.
+Sources: a local ``.jsonl`` / ``.jsonl.gz`` file (read line by line here), a local ``.json`` file (a JSON
+list, or JSON Lines as SHP publishes them), or a hub dataset id or local dataset folder, read with
+``datasets.load_dataset(source, data_dir, split)``.
 ``python -m upo data-report`` prints the report; ``python -m upo prepare-data`` also scores the
 auxiliary rewards (``upo.rewards.scorers``) and writes a train/test split by prompt.
 """
@@ -74,7 +75,9 @@ def read_rows(loader: Loader, source: str, split: str, data_dir: str | None = No
 
 
 def _read_file(path: Path) -> Iterator[RawRow]:
-    if path.suffix == ".json":
+    # A ``.json`` file is a JSON list, or JSON Lines under a .json name: SHP publishes its splits as
+    # ``<subreddit>/train.json`` with one object per line, so the first character decides.
+    if path.suffix == ".json" and path.read_text(encoding="utf-8").lstrip()[:1] == "[":
         rows = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(rows, list):
             raise ValueError(f"{path}: expected a JSON list of rows")
