@@ -19,14 +19,41 @@ ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "tests" / "fixtures" / "real"
 HH = REAL / "hh-rlhf" / "harmless-base-test.first100.jsonl"
 SHP_FIELDS = [
-    "post_id", "domain", "upvote_ratio", "history", "c_root_id_A", "c_root_id_B", "created_at_utc_A",
-    "created_at_utc_B", "score_A", "score_B", "human_ref_A", "human_ref_B", "labels", "seconds_difference",
+    "post_id",
+    "domain",
+    "upvote_ratio",
+    "history",
+    "c_root_id_A",
+    "c_root_id_B",
+    "created_at_utc_A",
+    "created_at_utc_B",
+    "score_A",
+    "score_B",
+    "human_ref_A",
+    "human_ref_B",
+    "labels",
+    "seconds_difference",
     "score_ratio",
 ]  # fmt: skip  (stanfordnlp/SHP's columns, in its order)
 OASST_FIELDS = {
-    "message_id", "parent_id", "user_id", "created_date", "text", "role", "lang", "review_count",
-    "review_result", "deleted", "rank", "synthetic", "model_name", "emojis", "labels", "detoxify",
-    "message_tree_id", "tree_state",
+    "message_id",
+    "parent_id",
+    "user_id",
+    "created_date",
+    "text",
+    "role",
+    "lang",
+    "review_count",
+    "review_result",
+    "deleted",
+    "rank",
+    "synthetic",
+    "model_name",
+    "emojis",
+    "labels",
+    "detoxify",
+    "message_tree_id",
+    "tree_state",
 }  # fmt: skip  (the oasst1 messages export)
 
 
@@ -88,8 +115,13 @@ def test_oasst_rows_have_the_export_fields_and_give_multi_turn_pairs(name, split
     assert any(len(r["prompt"]) >= 3 for r in records)  # prompter, assistant, prompter: a conversation
 
 
-@pytest.mark.parametrize("folder,outputs", [("shp", ["train.json", "test.json"]),
-                                            ("oasst1", ["train.messages.jsonl", "validation.messages.jsonl"])])  # fmt: skip
+HAND_WRITTEN = [
+    ("shp", ["train.json", "test.json"]),
+    ("oasst1", ["train.messages.jsonl", "validation.messages.jsonl"]),
+]
+
+
+@pytest.mark.parametrize("folder,outputs", HAND_WRITTEN)
 def test_hand_written_rows_are_what_their_script_writes(tmp_path, folder, outputs):
     script = tmp_path / "written_by_hand.py"
     shutil.copy(REAL / folder / "written_by_hand.py", script)
