@@ -45,6 +45,11 @@ def test_real_smoke_runs_end_to_end(tmp_path):
         pytest.skip(str(error))
     work = real_tree(tmp_path)
     snakemake("--cores", "2", "--configfile", CONFIG, cwd=work)
+    check_outputs(work)
+
+
+def check_outputs(work: Path) -> None:
+    """The tidy table, the prepared prompts, the judge card, the claims table and a no-op rerun."""
     out = work / "results" / "real-smoke"
     config = yaml.safe_load((ROOT / CONFIG).read_text())
 
@@ -71,8 +76,12 @@ def test_real_smoke_runs_end_to_end(tmp_path):
     cards = read_csv(out / "judges.csv")
     assert {row["dataset"] for row in cards} == {"hh", "shp", "oasst"}
     assert {row["judge_name"] for row in cards} == {"local-llm"}
-    for column in ("agreement", "position_bias", "length_bias"):
-        assert all(0 <= float(card[column]) <= 1 for card in cards), column
+    for card in cards:
+        assert 0 <= float(card["agreement"]) <= 1 and 0 <= float(card["position_bias"]) <= 1
+        assert float(card["seconds_per_1000"]) > 0
+        # length bias is undefined (empty) when no test pair has the shorter response chosen
+        assert (card["length_bias"] == "") == (int(card["length_bias_n"]) == 0)
+        assert card["length_bias"] == "" or 0 <= float(card["length_bias"]) <= 1
 
     # the claims table (UPO's points against the rest) and the summary
     assert (out / "claims.csv").exists()
