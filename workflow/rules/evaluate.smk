@@ -27,6 +27,7 @@ rule evaluate:
         generations="{rundir}/generations.jsonl",
         model="{rundir}/model",
         reference=reference_model,
+        judge_model=judge_model_input,
     output:
         metrics="{rundir}/metrics.json",
         scores="{rundir}/scores.jsonl",
