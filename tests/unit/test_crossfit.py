@@ -212,7 +212,7 @@ def test_relabel_dpo_trains_on_cross_fitted_scores_without_reading_the_oracle(tm
             seen.append((torch.is_grad_enabled(), chosen.detach().clone(), rejected.detach().clone()))
             return loss_fn(inputs)
 
-        spy.hyperparameters = loss_fn.hyperparameters
+        spy.hyperparameters, spy.needs = loss_fn.hyperparameters, loss_fn.needs
         return spec, spy
 
     monkeypatch.setattr(session, "get_loss", spying_get_loss)

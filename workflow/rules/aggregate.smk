@@ -11,7 +11,8 @@ REFERENCE_OUTPUT = (
 )
 
 
-# metrics.csv (one row per run), summary.md and frontier.csv (Pareto set, hypervolume with CI).
+# metrics.csv (one row per run), summary.md, claims.csv (matched-KL verdicts), frontier.csv and
+# hypervolume.csv (from the SFT point, paired difference CIs), cost_profile.csv (per-job records).
 rule aggregate:
     input:
         metrics=metrics_inputs,
@@ -36,6 +37,13 @@ rule aggregate:
             category="Tables",
             caption="../report/table.rst",
         ),
+        claims=report(
+            f"results/{EXPERIMENT}/claims.csv",
+            category="Tables",
+            caption="../report/table.rst",
+        ),
+        hypervolume=f"results/{EXPERIMENT}/hypervolume.csv",
+        cost=f"results/{EXPERIMENT}/cost_profile.csv",
     log:
         f"logs/results/{EXPERIMENT}/aggregate.log",
     benchmark:

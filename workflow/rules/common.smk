@@ -238,9 +238,19 @@ def scores_inputs(wildcards):
 
 
 def frontier_args(wildcards):
+    """Hypervolume reference ('sft': the SFT model's point), claims methods and bootstrap replicates."""
     frontier = CONFIG.get("frontier", {})
-    x, y = frontier.get("reference_point", [0.0, 0.0])
-    return ["--reference-point", x, y, f"--n-boot={frontier.get('n_boot', 1000)}"]
+    point = frontier.get("reference_point", "sft")
+    point = ["sft"] if point == "sft" else [str(v) for v in point]
+    methods = frontier.get("claims_methods", ["upo"])
+    return [
+        "--reference-point",
+        *point,
+        "--claims-methods",
+        *methods,
+        f"--n-boot={frontier.get('n_boot', 4000)}",
+        f"--level={frontier.get('level', 0.95)}",
+    ]
 
 
 def output_folder(wildcards, output):
