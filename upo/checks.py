@@ -48,7 +48,8 @@ def validate_experiment(config: dict) -> list[dict]:
         sweeps.resolve_run(config, **{k: row[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")})
         if sweeps.load_method(row["method"]).trainer == "ppo":
             sweeps.resolve_reward_model(config, row["dataset"], row["model"])
-    from upo.preference_source import CROSS_FIT_FOLDS, cross_fit_pairs, resolve_reward_model_fold
+    from upo.preference_source import CROSS_FIT_FOLDS
+    from upo.sweeps import cross_fit_pairs, resolve_reward_model_fold
 
     for dataset, model in cross_fit_pairs(config, table):  # relabel-dpo's fold reward models
         for fold in range(CROSS_FIT_FOLDS):

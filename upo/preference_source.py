@@ -49,43 +49,6 @@ def apply_preference_source(run: dict, config: dict, method: str, source: str | 
     return run
 
 
-def resolve_reward_model_fold(config: dict, dataset: str, model: str, fold: int) -> dict:
-    """run.yaml of fold reward model ``fold``: the size's reward_model stage, on every other fold's pairs."""
-    from upo.sweeps import resolve_reward_model, validated
-
-    if not 0 <= int(fold) < CROSS_FIT_FOLDS:
-        raise ConfigError(f"reward-model fold {fold}: must be in 0..{CROSS_FIT_FOLDS - 1}")
-    run = resolve_reward_model(config, dataset, model)
-    run["output_dir"] = paths.reward_model_fold_dir(dataset, model, fold)
-    run["tags"]["fold"] = int(fold)
-    run["data"]["fold"] = {"k": CROSS_FIT_FOLDS, "index": int(fold), "seed": int(config.get("sft_seed", 0))}
-    return validated(run)
-
-
-def cross_fit_pairs(config: dict, runs: list[dict]) -> list[tuple[str, str]]:
-    """(dataset, model) pairs whose runs read cross-fitted scores (so need the fold models)."""
-    from upo.losses import LOSSES
-    from upo.sweeps import load_method
-
-    needed = set()
-    for row in runs:
-        spec = load_method(row["method"])
-        if spec.trainer != "offline":
-            continue
-        needs = set(LOSSES.get(spec.loss).needs)
-        if resolved_source(config, row["model"], row["method"], spec.preference_source, needs) == "reward_model":
-            needed.add((row["dataset"], row["model"]))
-    return sorted(needed)
-
-
 def fold_files(dataset: str, model: str, name: str) -> list[str]:
     """``name`` (run.yaml, model, fold.json) in each fold reward model's folder: the scoring job's inputs."""
     return [f"{paths.reward_model_fold_dir(dataset, model, fold)}/{name}" for fold in range(CROSS_FIT_FOLDS)]
-
-
-def scores_input(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> list:
-    """The cross-fitted scores file a preference run reads (relabel-dpo), else nothing: a workflow input."""
-    from upo.sweeps import resolve_run
-
-    scores = resolve_run(config, dataset, model, method, beta, aux_weight, int(seed))["data"].get("preference_scores")
-    return [scores] if scores else []

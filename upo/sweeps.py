@@ -27,6 +27,7 @@ from typing import Any, Literal, get_type_hints
 from upo import paths
 from upo.config import RunConfig, package_file
 from upo.io import read_yaml, write_yaml
+from upo.preference_source import CROSS_FIT_FOLDS, apply_preference_source, resolved_source
 from upo.strict import ConfigError, check_partial, dataclass_option, from_dict, to_dict
 
 GENERATED_PREFIX = "resources/default/"  # files made by rule generate_default_data
@@ -296,7 +297,6 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
     TRAINERS[spec.trainer].place_sweep(run, spec, float(beta), float(aux_weight), dataset, model)
     # a loss that needs p(y) (relabelled DPO) reads it from the method file's source; any other refuses one
     from upo.losses import LOSSES
-    from upo.preference_source import apply_preference_source
 
     needs = set(LOSSES.get(spec.loss).needs) if spec.loss else set()
     apply_preference_source(run, config, method, spec.preference_source, needs)
@@ -341,3 +341,36 @@ def main_write_run_config(argv: list[str]) -> int:
 def deep_copy(config: Any) -> Any:
     """A plain-data copy of Snakemake's config object (JSON round trip drops its wrappers)."""
     return json.loads(json.dumps(copy.deepcopy(dict(config))))
+
+
+# ------------------------------------------------------------ relabelling's cross-fitted reward models
+def resolve_reward_model_fold(config: dict, dataset: str, model: str, fold: int) -> dict:
+    """run.yaml of fold reward model ``fold``: the size's reward_model stage, on every other fold's pairs."""
+    if not 0 <= int(fold) < CROSS_FIT_FOLDS:
+        raise ConfigError(f"reward-model fold {fold}: must be in 0..{CROSS_FIT_FOLDS - 1}")
+    run = resolve_reward_model(config, dataset, model)
+    run["output_dir"] = paths.reward_model_fold_dir(dataset, model, fold)
+    run["tags"]["fold"] = int(fold)
+    run["data"]["fold"] = {"k": CROSS_FIT_FOLDS, "index": int(fold), "seed": int(config.get("sft_seed", 0))}
+    return validated(run)
+
+
+def cross_fit_pairs(config: dict, runs: list[dict]) -> list[tuple[str, str]]:
+    """(dataset, model) pairs whose runs read cross-fitted scores (so need the fold models)."""
+    from upo.losses import LOSSES
+
+    needed = set()
+    for row in runs:
+        spec = load_method(row["method"])
+        if spec.trainer != "offline":
+            continue
+        needs = set(LOSSES.get(spec.loss).needs)
+        if resolved_source(config, row["model"], row["method"], spec.preference_source, needs) == "reward_model":
+            needed.add((row["dataset"], row["model"]))
+    return sorted(needed)
+
+
+def scores_input(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> list:
+    """The cross-fitted scores file a preference run reads (relabel-dpo), else nothing: a workflow input."""
+    scores = resolve_run(config, dataset, model, method, beta, aux_weight, int(seed))["data"].get("preference_scores")
+    return [scores] if scores else []

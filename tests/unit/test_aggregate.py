@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from upo.report.aggregate import SCHEMA_PATH, AggregateError, build_table, main, run_budget, seed_means
+from upo.report.aggregate import SCHEMA_PATH, build_table, main, run_budget
+from upo.report.table import AggregateError, seed_means
 
 JUDGE = {"name": "vader_oracle", "config": {"threshold": 0.0}, "prompt_sha256": None,
          "model_sha256": None, "package": "alpaca_eval==0.6.6"}  # fmt: skip

@@ -16,7 +16,8 @@ from tests.unit.rlhf_tiny import write_run
 from upo.config import DataConfig, FoldConfig, RunConfig
 from upo.io import read_jsonl, write_jsonl
 from upo.strict import ConfigError, from_dict
-from upo.train.crossfit import FoldModel, cross_fit, pair_fold, split_by_fold
+from upo.train.crossfit import FoldModel, cross_fit
+from upo.train.folds import pair_fold, split_by_fold
 from upo.train.preference_scores import preference_score_tensors
 
 

@@ -96,7 +96,8 @@ def test_schema_rejects_broken_metrics(evaluated_run):
 
 
 def test_kl_of_model_against_itself_is_zero(tiny_model_dir):
-    from upo.evaluate.generation import generate_with_ids, load_model_and_tokenizer
+    from upo.evaluate.generation import generate_with_ids
+    from upo.models.loading import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu")
     prompts = [[{"role": "user", "content": t}] for t in ("the cat", "sunny days", "rain")]

@@ -13,7 +13,7 @@ PROMPTS = [[{"role": "user", "content": t}] for t in ("the cat sat", "we love su
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_model_dir):
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     torch.set_num_threads(1)
     return load_model_and_tokenizer(tiny_model_dir, device="cpu")

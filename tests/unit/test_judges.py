@@ -65,7 +65,7 @@ def test_local_judge_position_bias_cancels():
 
 
 def test_local_judge_on_tiny_model(tiny_model_dir):
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir, device="cpu")
     probs = judges.letter_probability_fn(model, tokenizer)(["which is better?", "another question"])

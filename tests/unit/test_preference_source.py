@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from upo.checks import validate_experiment
-from upo.preference_source import CROSS_FIT_FOLDS, cross_fit_pairs, resolve_reward_model_fold
+from upo.preference_source import CROSS_FIT_FOLDS
 from upo.strict import ConfigError
-from upo.sweeps import resolve_run
+from upo.sweeps import cross_fit_pairs, resolve_reward_model_fold, resolve_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,7 @@ def tiny(tiny_model_dir):
     With its tied embeddings at init scale, greedy decoding repeats one token for every prompt, which
     would make the greedy comparisons vacuous; an independent head gives varied, prompt-dependent paths.
     """
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     torch.set_num_threads(1)
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir, device="cpu")
@@ -89,7 +89,7 @@ def test_greedy_equals_generate_through_lora_adapters(tiny_model_dir):
     # plain nn.Linear layers inside them) and the result must match generate() on the same wrapper.
     from peft import LoraConfig, get_peft_model
 
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu")
     policy = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))

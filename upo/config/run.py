@@ -58,7 +58,7 @@ class FoldConfig:
 
     k: int = 2  # number of folds
     index: int = 0  # the held-out fold (scored by this run's model, never trained on)
-    seed: int = 0  # salt of the pair-id hash (upo.train.crossfit.pair_fold)
+    seed: int = 0  # salt of the pair-id hash (upo.train.folds.pair_fold)
 
     def __post_init__(self) -> None:
         _require(

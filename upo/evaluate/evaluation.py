@@ -206,7 +206,7 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
     """
     from upo.config import load_run_config
     from upo.evaluate import judges, lmeval
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     run_dir = Path(run_dir)
     run_config = load_run_config(run_dir / "run.yaml")

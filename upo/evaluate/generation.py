@@ -21,6 +21,7 @@ import torch
 
 from upo.io import read_jsonl, write_jsonl
 from upo.losses.base import sampling_prefix
+from upo.models.loading import load_model_and_tokenizer
 from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
 
 
@@ -116,20 +117,6 @@ def generator_name(tags: dict) -> str:
     parts = [str(tags.get(k, "?")) for k in ("method", "model", "dataset")]
     parts += [f"{k}~{tags[k]}" for k in ("beta", "aux_weight", "seed") if tags.get(k) is not None]
     return "/".join(parts)
-
-
-def load_model_and_tokenizer(path: str | Path, device: str | None = None):
-    """Load an HF folder for inference (float32 on CPU, the folder's dtype on GPU)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.float32 if device == "cpu" else "auto"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
 
 
 def eval_records(run_config, eval_config) -> list[dict]:

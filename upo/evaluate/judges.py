@@ -307,7 +307,7 @@ def _local_identity(cfg: EvalConfig) -> dict:
 
 
 def _local_scorer(cfg: EvalConfig) -> PairScorer:
-    from upo.evaluate.generation import load_model_and_tokenizer
+    from upo.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(cfg.judge_model)
     model.eval()

@@ -378,3 +378,17 @@ def main_prepare_model(argv: list[str]) -> int:
     model = load_model(out)
     print(f"wrote {args.name} to {out} ({count_parameters(model):,} parameters)")
     return 0
+
+
+def load_model_and_tokenizer(path: str | Path, device: str | None = None):
+    """Load an HF folder for inference (float32 on CPU, the folder's dtype on GPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float32 if device == "cpu" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer

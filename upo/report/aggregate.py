@@ -36,16 +36,9 @@ import pandas as pd
 from upo.config import package_file
 from upo.io import read_jsonl, read_yaml, sha256_text, write_text
 from upo.report.reference import compare_with_reference
-from upo.report.stats import mean_se
+from upo.report.table import KEY_COLUMNS, SFT_METHOD, AggregateError, aux_names
 
 SCHEMA_PATH = package_file("schemas", "metrics.schema.yaml")
-POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]  # one sweep point
-KEY_COLUMNS = [*POINT_COLUMNS, "seed"]  # one run
-SFT_METHOD = "sft"
-
-
-class AggregateError(ValueError):
-    """Inputs that cannot share one table; the message names the file(s) at fault."""
 
 
 def judge_hash(judge: dict) -> str:
@@ -160,39 +153,6 @@ def build_table(paths: list[str | Path], schema_path: str | Path | None = SCHEMA
     lm = sorted(c for c in table.columns if c.startswith("lm_eval:"))
     at = base.index("kl_se") + 1
     return table[base[:at] + aux + base[at:] + lm + ["source"]]
-
-
-def aux_names(table: pd.DataFrame) -> list[str]:
-    """Names of the aux metrics in a tidy table (columns ``aux_<name>`` with ``aux_<name>_se``)."""
-    return sorted(c[4:-3] for c in table.columns if c.startswith("aux_") and c.endswith("_se"))
-
-
-def seed_means(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Mean and SE over seeds per sweep point.
-
-    For each column ``c`` the result has ``c`` (mean over seeds) and ``c_se``: the SE over seeds
-    when the point has >= 2 seeds, otherwise the single run's own ``c_se`` (SE over prompts) when the
-    table has one. ``se_over`` says which ("seeds" or "prompts"); ``n_seeds`` counts the seeds.
-    """
-    missing = [c for c in [*KEY_COLUMNS, *columns] if c not in table.columns]
-    if missing:
-        raise AggregateError(f"tidy table lacks column(s) {missing}")
-    out = []
-    for key, group in table.groupby(POINT_COLUMNS, dropna=False, sort=True):
-        row = dict(zip(POINT_COLUMNS, key, strict=True))
-        row["n_seeds"] = len(group)
-        row["se_over"] = "seeds" if len(group) > 1 else "prompts"
-        for column in columns:
-            values = group[column].to_numpy(dtype=float)
-            if np.isnan(values).all():
-                row[column], row[f"{column}_se"] = float("nan"), float("nan")
-                continue
-            mean, se = mean_se(values[~np.isnan(values)])
-            if len(group) == 1 and f"{column}_se" in group:
-                se = float(group[f"{column}_se"].iloc[0])
-            row[column], row[f"{column}_se"] = mean, se
-        out.append(row)
-    return pd.DataFrame(out)
 
 
 def load_scores(metrics_path: str | Path) -> dict[str, dict]:

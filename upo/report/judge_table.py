@@ -140,7 +140,7 @@ def plot_judges(judges_csv: str | Path, out_dir: str | Path) -> list[Path]:
     """``judges.png``/``.pdf``: agreement, position and length bias per (dataset, judge) with their CIs."""
     import numpy as np
 
-    from upo.report.plotting import _save, plt
+    from upo.report.figures import _save, plt
 
     judges = pd.read_csv(judges_csv)
     if judges.empty:

@@ -13,7 +13,7 @@
 - ``judges`` (with ``--judges judges.csv``): each judge card's agreement, position and length bias with CIs;
 - ``ppo_curves`` (with ``--ppo-logs``): the PPO runs' per-step reward, KL and length (``upo.report.ppo_curves``).
 Points are seed means; error bars are the SE over seeds, or the SE over prompts for single-seed
-points (same rule as ``summary.md``). Seed means come from ``upo.aggregate.seed_means`` and the
+points (same rule as ``summary.md``). Seed means come from ``upo.report.table.seed_means`` and the
 front from ``upo.frontier.pareto_front``, so plots and tables cannot disagree.
 """
 
@@ -24,17 +24,13 @@ import math
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: workflow jobs and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from upo.io import atomic_path  # noqa: E402
-from upo.report.aggregate import SFT_METHOD, aux_names, seed_means  # noqa: E402
-from upo.report.comparisons import is_oracle  # noqa: E402
-from upo.report.frontier import pareto_front  # noqa: E402
+from upo.report.comparisons import is_oracle
+from upo.report.figures import PlotError, _save, _subplots, plt
+from upo.report.frontier import pareto_front
+from upo.report.table import SFT_METHOD, aux_names, seed_means
 
 REQUIRED_COLUMNS = [
     "dataset", "model", "method", "beta", "aux_weight", "seed", "win_rate", "win_rate_se",
@@ -44,10 +40,6 @@ MARKERS = ["o", "s", "^", "D", "v"]
 LINESTYLES = ["-", ":", "-.", (0, (5, 1, 1, 1))]  # "--" is reserved for the Pareto front
 SWEEP_SYMBOL = {"aux_weight": "w", "beta": "β"}
 ERROR_NOTE = "error bars: SE over seeds (over prompts for single-seed points)"
-
-
-class PlotError(ValueError):
-    """The table cannot be plotted; the message names the file and what is missing."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -165,17 +157,6 @@ def _cells(table: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted({(d, m) for d, m in zip(table["dataset"], table["model"], strict=True)})
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out_dir / f"{stem}.{fmt}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
-
-
 def _means(table: pd.DataFrame) -> pd.DataFrame:
     columns = ["win_rate", "kl", "train_wall_s", *(f"aux_{a}" for a in aux_names(table))]
     return seed_means(table, columns)
@@ -184,11 +165,6 @@ def _means(table: pd.DataFrame) -> pd.DataFrame:
 def _judge(table: pd.DataFrame) -> str:
     first = table.iloc[0]
     return f"judge: {first['judge_name']} [{first['judge']}], reference: {first['win_reference']}"
-
-
-def _subplots(rows: int, cols: int, width: float = 4.8, height: float = 3.8):
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
-    return fig, axes
 
 
 def plot_frontiers(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:

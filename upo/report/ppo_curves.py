@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from upo.io import read_yaml
-from upo.report.plotting import PlotError, _save, _subplots, plt
+from upo.report.figures import PlotError, _save, _subplots, plt
 
 # (train_log.csv column, y-axis label); the first four are required, the rest drawn when logged
 PANELS = [

@@ -10,9 +10,9 @@ import math
 
 import pandas as pd
 
-from upo.report.aggregate import SFT_METHOD, aux_names, seed_means
 from upo.report.comparisons import is_oracle
 from upo.report.judge_table import judges_section
+from upo.report.table import SFT_METHOD, aux_names, seed_means
 
 
 def _fmt_g(value: float) -> str:

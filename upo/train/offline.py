@@ -21,7 +21,7 @@ from upo.config.overrides import overridden_run
 from upo.io import atomic_path, write_json
 from upo.models.heads import autocast
 from upo.train.checkpoint import load_matching_checkpoint, remove_checkpoint, save_checkpoint
-from upo.train.crossfit import write_fold_manifest
+from upo.train.folds import write_fold_manifest
 from upo.train.inputs import PairData
 from upo.train.optim import peak_memory_mb
 from upo.train.session import TrainingSession, batch_order, open_session

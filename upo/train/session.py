@@ -25,7 +25,7 @@ from upo.losses import get_loss
 from upo.losses.base import BoundLoss, LossSpec
 from upo.models.pair_forward import PairForward, ScoreForward
 from upo.strict import ConfigError, to_dict
-from upo.train.crossfit import fold_training_records
+from upo.train.folds import fold_training_records
 from upo.train.inputs import PairData, build_pair_data, forward_sides, heldout_records, load_cache, needs_cache
 from upo.train.optim import build_optimizer, lr_lambda, set_seed
 from upo.train.step import MicroBatch, StepCore, micro_batch

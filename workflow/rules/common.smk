@@ -136,7 +136,7 @@ def rm_run_config(wildcards):
 def rm_fold_run_config(wildcards):
     """run.yaml of a cross-fitting reward model (relabel-dpo): the reward_model stage plus data.fold."""
     return json.dumps(
-        preference_source.resolve_reward_model_fold(
+        sweeps.resolve_reward_model_fold(
             CONFIG, wildcards.dataset, wildcards.model, int(wildcards.fold)
         )
     )
@@ -153,7 +153,7 @@ def fold_inputs(name):
 
 def preference_scores_input(wildcards):
     """The cross-fitted scores a preference run reads (relabel-dpo), else nothing."""
-    return preference_source.scores_input(
+    return sweeps.scores_input(
         CONFIG,
         wildcards.dataset,
         wildcards.model,
