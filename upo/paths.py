@@ -15,8 +15,8 @@ RUN_PATTERN = re.compile(
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # Folders directly under results/ that are not an experiment's results/{name}/: runs and their
 # inputs (shared by every experiment), committed reference results, the committed benchmark tables
-# (benchmarks/*.py), the judges' verdict cache, and relabelled DPO's preference scores. An experiment
-# named after one would write into it.
+# (benchmarks/*.py), the judges' verdict cache, and relabelled DPO's cross-fitted preference scores.
+# An experiment named after one would write into it.
 RESULT_FOLDERS = frozenset(
     {"runs", "sft", "reward_model", "ref_logps", "reference", "benchmarks", "cache", "preference_scores"}
 )

@@ -239,6 +239,7 @@ def test_folders_the_workflow_writes_under_results_are_reserved():
         paths.sft_dir("d", "m"),
         paths.reward_model_dir("d", "m"),
         paths.ref_logps_path("d", "m"),
+        paths.preference_scores_path("d", "m"),
         DEFAULT_PATH,
         "results/reference/default/metrics.csv",
         "results/benchmarks/train_throughput.csv",
