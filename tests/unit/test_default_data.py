@@ -10,6 +10,7 @@ import torch
 
 from upo.data import testbed as default_data
 from upo.data import testbed_prompts as prompts
+from upo.data import testbed_report
 
 SHIPPED = Path(__file__).resolve().parents[2] / "resources" / "default"
 RECORD_KEYS = {"id", "prompt", "chosen", "rejected", "source", "cluster", "aux", "oracle"}
@@ -71,8 +72,8 @@ def test_spearman_matches_scipy():
 
     x = [0.1, 0.5, 0.5, 0.9, -0.2, 0.3]
     y = [1.0, 2.0, 0.0, 3.0, 3.0, -1.0]
-    assert default_data.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
-    assert default_data.spearman([1, 1, 1], [1, 2, 3]) is None
+    assert testbed_report.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+    assert testbed_report.spearman([1, 1, 1], [1, 2, 3]) is None
 
 
 # ---------------------------------------------------------------------------------------- generator
@@ -135,7 +136,7 @@ def test_tiny_generation_run(tmp_path, tiny_tokenizer_dir):
     for record in shipped["train"] + shipped["test"]:
         check_record(record, available_rewards())
     assert not {topic_of(r["id"]) for r in shipped["train"]} & {topic_of(r["id"]) for r in shipped["test"]}
-    assert provenance["facts"] == default_data.problem_facts(shipped["train"] + shipped["test"])
+    assert provenance["facts"] == testbed_report.problem_facts(shipped["train"] + shipped["test"])
     assert (tmp_path / "tok" / "tokenizer.json").is_file() and (out / "README.md").is_file()
     # reusing the cached samples reproduces the files without sampling
     again = default_data.generate_default_data(
@@ -214,7 +215,7 @@ def test_shipped_provenance_matches_files(shipped):
         + counts["dropped_equal_oracle"]
         + counts["dropped_empty_response"]
     ) == counts["prompts"]
-    assert provenance["facts"] == default_data.problem_facts(splits["train"] + splits["test"])
+    assert provenance["facts"] == testbed_report.problem_facts(splits["train"] + splits["test"])
     assert len(provenance["model"]["gguf_sha256"]) == 64
     # the shipped samples predate the shared sampler: the provenance names the generator that drew them
     assert provenance["generator_version"] == "1" and "1" in default_data.GENERATOR_VERSIONS
