@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from upo.data.loaders import DataError, parse_hh_dialogue, render_hh_dialogue
 from upo.data.prepare import (
-    DataError,
     load_preferences,
     main_data_report,
     main_prepare,
-    parse_hh_dialogue,
     prompt_key,
-    render_hh_dialogue,
     split_by_prompt,
 )
 from upo.io import read_jsonl
