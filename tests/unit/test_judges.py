@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from upo.config import EvalConfig
-from upo.evaluate import judges
+from upo.evaluate import judges, local_judge
 
 
 def rows(outputs: list[str], generator: str = "model") -> list[dict]:
@@ -56,7 +56,7 @@ def test_soft_preferences():
 
 
 def test_local_judge_position_bias_cancels():
-    always_a = judges.position_debiased_scorer(lambda prompts: [1.0] * len(prompts))
+    always_a = local_judge.position_debiased_scorer(lambda prompts: [1.0] * len(prompts))
     result, prefs = judges.win_rate(
         EvalConfig(), rows(["x1", "x2", "x3", "x4"]), rows(["y1", "y2", "y3", "y4"], "reference"), scorer=always_a
     )
@@ -68,9 +68,9 @@ def test_local_judge_on_tiny_model(tiny_model_dir):
     from upo.models.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(tiny_model_dir, device="cpu")
-    probs = judges.letter_probability_fn(model, tokenizer)(["which is better?", "another question"])
+    probs = local_judge.letter_probability_fn(model, tokenizer)(["which is better?", "another question"])
     assert len(probs) == 2 and all(0.0 < p < 1.0 for p in probs)
-    scorer = judges.position_debiased_scorer(judges.letter_probability_fn(model, tokenizer))
+    scorer = local_judge.position_debiased_scorer(local_judge.letter_probability_fn(model, tokenizer))
     assert all(0.0 <= p <= 1.0 for p in scorer(["q"], ["a reply"], ["b reply"]))
     identity = judges.judge_identity(EvalConfig(judge="local-llm", judge_model=str(tiny_model_dir)))
     assert len(identity["model_sha256"]) == 64 and len(identity["prompt_sha256"]) == 64
