@@ -7,7 +7,9 @@ import math
 import pytest
 
 from upo.rewards import scorers as rewards
-from upo.rewards.scorers import RewardCache, available_rewards, raw_score, score_texts
+from upo.rewards.cache import RewardCache
+from upo.rewards.scorers import available_rewards, raw_score, score_texts
+from upo.rewards.spec import RewardSpec
 
 SIMPLE = "The cat sat on the mat."
 MEDIUM = "The committee will consider the proposal tomorrow."
@@ -74,7 +76,7 @@ def test_all_scores_in_unit_interval():
 def test_cache_hits_and_duplicates(monkeypatch):
     calls = []
     spec = rewards.get_reward("brevity")
-    counting = rewards.RewardSpec(
+    counting = RewardSpec(
         name="count_test",
         raw_fn=lambda texts, prompts: calls.append(list(texts)) or spec.raw_fn(texts, prompts),
         to_unit=spec.to_unit,
@@ -94,7 +96,7 @@ def test_cache_hits_and_duplicates(monkeypatch):
     monkeypatch.setitem(
         rewards.REWARDS._entries,
         "count_test",
-        rewards.RewardSpec(**{**counting.__dict__, "version": "2"}),
+        RewardSpec(**{**counting.__dict__, "version": "2"}),
     )
     score_texts("count_test", ["a"], cache=cache)
     assert calls[-1] == ["a"]

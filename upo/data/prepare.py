@@ -264,7 +264,8 @@ def main_prepare(argv: list[str]) -> int:
     import sys
 
     from upo.io import write_json, write_jsonl
-    from upo.rewards.scorers import RewardCache, describe_rewards
+    from upo.rewards.cache import RewardCache
+    from upo.rewards.scorers import describe_rewards
 
     parser = argparse.ArgumentParser(prog="python -m upo prepare-data", description=main_prepare.__doc__)
     parser.add_argument("--source", default="", help="local file, dataset folder or hub id")

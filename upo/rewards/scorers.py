@@ -1,12 +1,12 @@
 """Auxiliary (designer) rewards: pure functions text -> float in [0, 1], higher is better.
 
-Each reward is a :class:`RewardSpec` in the ``REWARDS`` registry. A spec computes a *raw* value
-(e.g. the Flesch reading-ease score) and maps it monotonically onto [0, 1]; both are documented on
+Each reward is a :class:`upo.rewards.spec.RewardSpec` in the ``REWARDS`` registry. A spec computes a *raw*
+value (e.g. the Flesch reading-ease score) and maps it monotonically onto [0, 1]; both are documented on
 the spec. Rewards are scored once when data is prepared (``python -m upo prepare-data --aux ...``)
 and once more on generations at evaluation time; :func:`score_texts` caches scores per
 (reward name, reward version, text) in memory and optionally in a sqlite file
-(:class:`RewardCache`), so the same text is never scored twice. Bump a reward's ``version``
-whenever its output changes.
+(:class:`upo.rewards.cache.RewardCache`), so the same text is never scored twice. Bump a reward's
+``version`` whenever its output changes.
 
 Built-in rewards (all offline):
 - ``readability``: Flesch reading ease (textstat), clipped to [0, 100], / 100.
@@ -20,53 +20,15 @@ A transformers sequence classifier (hub id or local folder) becomes a reward thr
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from upo.io import sha256_dir, sha256_text
+from upo.io import sha256_dir
 from upo.registry import Registry
+from upo.rewards.cache import RewardCache
+from upo.rewards.spec import RewardSpec
 from upo.rewards.text_stats import flesch_reading_ease, profanity_probability, vader_compound, word_count
-
-RawFn = Callable[[list[str], "list[str] | None"], list[float]]
-
-
-@dataclass(frozen=True)
-class RewardSpec:
-    """One auxiliary reward.
-
-    Attributes:
-        name: registry name, also the key under a record's ``aux`` field.
-        raw_fn: batch function ``(texts, prompts) -> raw values`` (one float per text).
-        to_unit: monotone map of one raw value onto ``value_range`` (higher is better).
-        raw_description: what the raw value is and its range.
-        version: changes whenever scores change; part of the cache key.
-        batched: whether ``raw_fn`` gains from receiving many texts at once.
-        uses_prompt: whether the score depends on the prompt (then the prompt joins the cache key).
-        value_range: documented range of the normalised score.
-    """
-
-    name: str
-    raw_fn: RawFn
-    to_unit: Callable[[float], float]
-    raw_description: str
-    version: str
-    batched: bool = False
-    uses_prompt: bool = False
-    value_range: tuple[float, float] = (0.0, 1.0)
-
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "range": list(self.value_range),
-            "raw": self.raw_description,
-            "version": self.version,
-            "batched": self.batched,
-            "uses_prompt": self.uses_prompt,
-        }
-
 
 REWARDS: Registry[RewardSpec] = Registry("reward")
 REWARD_FACTORIES: Registry[Callable[..., RewardSpec]] = Registry("reward factory")
@@ -258,73 +220,7 @@ def register_reward_from_config(name: str, config: dict, *, replace: bool = Fals
     return register_reward(spec)
 
 
-# --------------------------------------------------------------------------- cache
-class RewardCache:
-    """Scores per (reward name, reward version, [prompt,] text): in memory, optionally in sqlite.
-
-    The sqlite file is safe to share between processes (each insert is one transaction; sqlite
-    locks the file), so concurrent workflow jobs can read and extend one cache.
-
-    Attributes:
-        hits / misses: lookups answered / not answered since construction.
-    """
-
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
-        self.path = Path(path) if path is not None else None
-        self._memory: dict[str, float] = {}
-        self.hits = 0
-        self.misses = 0
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, "
-                    "reward TEXT NOT NULL, version TEXT NOT NULL, value REAL NOT NULL)"
-                )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
-
-    @staticmethod
-    def key(spec: RewardSpec, text: str, prompt: str | None = None) -> str:
-        parts = [
-            spec.name,
-            spec.version,
-            prompt if spec.uses_prompt and prompt is not None else "",
-            text,
-        ]
-        return sha256_text("\x00".join(parts))
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, float]:
-        found = {k: self._memory[k] for k in keys if k in self._memory}
-        missing = [k for k in dict.fromkeys(keys) if k not in found]
-        if missing and self.path is not None:
-            with self._connect() as db:
-                for start in range(0, len(missing), 500):
-                    chunk = missing[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    rows = db.execute(f"SELECT key, value FROM scores WHERE key IN ({marks})", chunk)
-                    for k, v in rows:
-                        found[k] = float(v)
-                        self._memory[k] = float(v)
-        return found
-
-    def put_many(self, spec: RewardSpec, items: dict[str, float]) -> None:
-        self._memory.update(items)
-        if items and self.path is not None:
-            with self._connect() as db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO scores (key, reward, version, value) VALUES (?, ?, ?, ?)",
-                    [(k, spec.name, spec.version, float(v)) for k, v in items.items()],
-                )
-
-    def __len__(self) -> int:
-        if self.path is None:
-            return len(self._memory)
-        with self._connect() as db:
-            return int(db.execute("SELECT COUNT(*) FROM scores").fetchone()[0])
-
-
+# --------------------------------------------------------------------------- scoring
 _MEMORY_CACHE = RewardCache()
 
 
