@@ -5,14 +5,15 @@ Only the shape of the output is checked: performance numbers depend on the machi
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 REQUIRED = (
     "ours_tokens_per_s",
     "trl_tokens_per_s",
@@ -25,17 +26,17 @@ REQUIRED = (
 )
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load_benchmark(name: str):
+    """A module of ``benchmarks/``, imported as the scripts import each other: with their folder on sys.path."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 @pytest.fixture(scope="module")
 def bench():
     pytest.importorskip("trl")
-    return _load_script()
+    return _load_benchmark("train_throughput")
 
 
 def test_quick_json_line_has_the_keys(bench, capsys, tmp_path):
@@ -59,25 +60,26 @@ def test_quick_json_line_has_the_keys(bench, capsys, tmp_path):
     assert not list(tmp_path.iterdir())  # quick mode writes no tables
 
 
-def test_synthetic_records_are_deterministic_and_valid(bench):
-    first, second = bench.synthetic_records(5), bench.synthetic_records(5)
+def test_synthetic_records_are_deterministic_and_valid():
+    assets = _load_benchmark("benchmark_assets")
+    first, second = assets.synthetic_records(5), assets.synthetic_records(5)
     assert first == second
     for record in first:
         assert record["prompt"][-1]["role"] == "user"
-        assert set(record["aux"]["chosen"]) == {bench.AUX_NAME}
+        assert set(record["aux"]["chosen"]) == {assets.AUX_NAME}
 
 
-def test_timed_excludes_warmup(bench):
+def test_timed_excludes_warmup():
     result = {"times": [10.0, 1.0, 3.0], "tokens": [5, 100, 200]}
-    numbers = bench.timed(result, warmup=1)
+    numbers = _load_benchmark("timing").timed(result, warmup=1)
     assert numbers["tokens_per_s"] == pytest.approx(300 / 4.0)
     assert numbers["median_step_s"] == pytest.approx(2.0)
     assert numbers["timed_steps"] == 2
 
 
-def test_unknown_model_names_the_known_ones(bench, tmp_path):
+def test_unknown_model_names_the_known_ones(tmp_path):
     with pytest.raises(KeyError, match="tiny, smollm2-135m"):
-        bench.prepare_assets(tmp_path, ["gpt-9"], 2)
+        _load_benchmark("benchmark_assets").prepare_assets(tmp_path, ["gpt-9"], 2)
 
 
 @pytest.mark.parametrize("loss_name", ["dpo", "upo"])
@@ -93,7 +95,7 @@ def test_benchmark_times_the_trainers_own_step(tmp_path, tiny_model_dir, tiny_da
     from upo.train.offline import train
     from upo.train.session import batch_order
 
-    bench = _load_script()  # no TRL needed for this check
+    ours = _load_benchmark("our_dpo_step")  # no TRL needed for this check
     spec = {
         "model": str(tiny_model_dir),
         "data": str(tiny_data["train"]),
@@ -118,7 +120,7 @@ def test_benchmark_times_the_trainers_own_step(tmp_path, tiny_model_dir, tiny_da
         return original(parameters, *args, **kwargs)
 
     monkeypatch.setattr(step_module, "optimizer_step", recording_step)
-    step, _, session = bench.our_step(spec, loss_name, tmp_path)
+    step, _, session = ours.our_step(spec, loss_name, tmp_path)
     ids = batch_order(8, 4, seed=0, epoch=0)[0]  # the trainer's first batch
     result = step(ids, 0)
     recorded["bench"], current = current, []
