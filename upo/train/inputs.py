@@ -76,7 +76,10 @@ def attach_mismatched(cfg: RunConfig, tokenizer, records: list[dict], pairs: lis
     """Tokenise each pair's mismatched sequence (x_i, y'_i) into ``kl_prompt_ids`` / ``kl_ids``, truncated
     by the pair rule on its own."""
     if len(records) < 2:
-        raise ValueError("the kl_logps need pairs each prompt with another pair's response; it needs >= 2 pairs")
+        raise ValueError(
+            f"{cfg.data.train}: KTO's kl_logps pair each prompt with another pair's response; "
+            f"need >= 2 pairs, got {len(records)}"
+        )
     for index, (record, pair) in enumerate(zip(records, pairs, strict=True)):
         response = mismatched_response(records, index)
         mismatched = tokenize_pair(
