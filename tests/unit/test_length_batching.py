@@ -90,3 +90,31 @@ def test_kl_batched_by_length_is_bit_identical_in_float32(tiny):
     ours = sequence_kl(policy, reference, tokenizer, prompts, responses, batch_size=4)
     assert ours == former_kl(policy, reference, tokenizer, prompts, responses, 4)
     assert ours[4] == 0.0 and any(abs(v) > 1e-3 for v in ours)
+
+
+def test_kl_scores_the_policy_with_its_sampling_prefix_and_the_reference_without(tiny):
+    """CSFT samples after control tokens: the policy's log-prob conditions on them, the reference's does not."""
+    from upo.data.batching import format_prompt
+    from upo.evaluate.evaluation import sequence_kl
+    from upo.models.logps import token_logps
+
+    reference, policy, tokenizer = tiny
+    prompts, responses = _kl_inputs(tokenizer, n=5)
+    prefix = " good"
+
+    def one_row_logp(model, messages, ids, text_prefix):
+        prompt_ids = tokenizer(format_prompt(tokenizer, messages, text_prefix), add_special_tokens=False)["input_ids"]
+        input_ids = torch.tensor([prompt_ids + list(ids)])
+        labels = torch.tensor([[-100] * len(prompt_ids) + list(ids)])
+        with torch.no_grad():
+            logps, mask = token_logps(model(input_ids=input_ids).logits, labels)
+        return float((logps * mask).sum())
+
+    ours = sequence_kl(policy, reference, tokenizer, prompts, responses, batch_size=2, policy_prefix=prefix)
+    pairs = zip(prompts, responses, strict=True)
+    by_hand = [one_row_logp(policy, m, ids, prefix) - one_row_logp(reference, m, ids, "") for m, ids in pairs]
+    assert ours == pytest.approx(by_hand, abs=1e-4)
+    # the same model on both sides: 0 without the prefix, and not 0 once the prefix conditions one side
+    assert sequence_kl(reference, reference, tokenizer, prompts, responses, batch_size=2) == [0.0] * 5
+    shifted = sequence_kl(reference, reference, tokenizer, prompts, responses, batch_size=2, policy_prefix=prefix)
+    assert any(abs(v) > 1e-3 for v in shifted)

@@ -28,6 +28,7 @@ from upo.config import EvalConfig, load_eval_config, package_file
 from upo.evaluate.verdict_cache import DEFAULT_PATH as VERDICT_CACHE_PATH
 from upo.evaluate.verdict_cache import VerdictCache
 from upo.io import read_jsonl, read_yaml, sha256_dir, sha256_file, write_json, write_jsonl
+from upo.losses.base import sampling_prefix
 from upo.report.stats import mean_se  # the project's one mean ± SE (n = 1: SE NaN)
 from upo.strict import ConfigError, to_dict
 
@@ -60,11 +61,17 @@ def sequence_kl(
     prompts: list[list[dict]],
     response_ids: list[list[int]],
     batch_size: int = 16,
+    policy_prefix: str = "",
 ) -> list[float]:
     """Per-sample sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)] on given responses.
 
     With responses sampled from the policy this is the usual Monte-Carlo estimate of the sequence
     KL(policy || reference); its mean over samples is what ``metrics.json`` reports.
+
+    ``policy_prefix`` is the text the policy was sampled with after the assistant header (CSFT's "good"
+    control tokens, ``upo.losses.base.sampling_prefix``): the policy scores y given x + prefix, as it was
+    sampled, and the reference y given x alone, so the estimate is the KL of the deployed conditional
+    policy from the reference (the control tokens are the policy's input, not part of y).
 
     Args:
         policy, reference: causal LMs sharing ``tokenizer``.
@@ -87,21 +94,36 @@ def sequence_kl(
         raise ValueError(f"{len(prompts)} prompts but {len(response_ids)} responses")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(policy.parameters()).device
-    seqs, labels = [], []
-    for messages, ids in zip(prompts, response_ids, strict=True):
-        prompt_ids = tokenizer(format_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
-        seqs.append(prompt_ids + list(ids))
-        labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
-    order = length_order([len(s) for s in seqs])
-    out: list[float] = [0.0] * len(seqs)
-    for start in tqdm(range(0, len(seqs), batch_size), desc="kl", unit="batch"):
-        rows = order[start : start + batch_size]
+
+    def encode(prefix: str) -> tuple[list[list[int]], list[list[int]]]:
+        seqs, labels = [], []
+        for messages, ids in zip(prompts, response_ids, strict=True):
+            prompt_ids = tokenizer(format_prompt(tokenizer, messages, prefix), add_special_tokens=False)["input_ids"]
+            seqs.append(prompt_ids + list(ids))
+            labels.append([IGNORE_INDEX] * len(prompt_ids) + list(ids))
+        return seqs, labels
+
+    ref_seqs, ref_labels = encode("")
+    pol_seqs, pol_labels = encode(policy_prefix) if policy_prefix else (ref_seqs, ref_labels)
+
+    def logps(model, seqs, labels, rows):  # per-token log-probs (B, T) and the response mask (B, T)
         input_ids = pad_right([seqs[i] for i in rows], pad_id).to(device)  # (B, T), right padding keeps positions
         attention = pad_right([[1] * len(seqs[i]) for i in rows], 0).to(device)
         label_t = pad_right([labels[i] for i in rows], IGNORE_INDEX).to(device)
-        lp, mask, _ = response_token_logps(policy, input_ids, attention, label_t)
-        lr, _, _ = response_token_logps(reference, input_ids, attention, label_t)
-        for row, value in zip(rows, ((lp - lr) * mask).sum(-1).tolist(), strict=True):  # (B,)
+        lp, mask, _ = response_token_logps(model, input_ids, attention, label_t)
+        return lp, mask
+
+    order = length_order([len(s) for s in pol_seqs])
+    out: list[float] = [0.0] * len(ref_seqs)
+    for start in tqdm(range(0, len(ref_seqs), batch_size), desc="kl", unit="batch"):
+        rows = order[start : start + batch_size]
+        lp, mask = logps(policy, pol_seqs, pol_labels, rows)
+        lr, ref_mask = logps(reference, ref_seqs, ref_labels, rows)
+        if policy_prefix:  # the two sides' responses sit at different positions: sum each side first
+            kl = (lp * mask).sum(-1) - (lr * ref_mask).sum(-1)  # (B,)
+        else:  # token by token (the float32 numbers of the former loop, bit for bit)
+            kl = ((lp - lr) * mask).sum(-1)  # (B,)
+        for row, value in zip(rows, kl.tolist(), strict=True):
             out[row] = value
     return out
 
@@ -247,6 +269,7 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
         if not reference_path:
             raise ConfigError(f"{run_dir / 'run.yaml'}: eval.kl needs reference.path or model.path")
         reference, _ = load_model_and_tokenizer(reference_path, device=str(next(policy.parameters()).device))
+        loss_name = run_config.loss.name if run_config.loss is not None else None  # None: PPO's own objective
         policy.eval()
         reference.eval()
         kl_values = sequence_kl(
@@ -256,6 +279,7 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
             [r["prompt"] for r in rows],
             ids,
             eval_config.batch_size,
+            policy_prefix=sampling_prefix(loss_name, run_config.data.aux_rewards),  # CSFT's control tokens
         )
         value, se = mean_se(kl_values)
         kl = {"value": value, "se": se, "n": len(kl_values)}
