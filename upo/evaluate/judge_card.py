@@ -12,7 +12,10 @@ over prompt clusters, as the evaluation prompts), each **in both orders**, and w
 - ``length_bias``: among pairs whose chosen response is the shorter one (words), the share where the
   judge prefers the longer (rejected) one; ``agreement_when_chosen_longer`` is its counterpart;
 - ``cost``: seconds per 1,000 verdicts (one verdict = one ordered pair; measured, or as recorded in the
-  verdict cache when the verdict was made earlier), tokens and dollars where the judge is an API;
+  verdict cache when the verdict was made earlier); for AlpacaEval API annotators (``upo.evaluate.api_judges``,
+  same verdict cache, so a rerun makes no API call) also dollars per 1,000 from AlpacaEval's
+  ``price_per_example`` and tokens per 1,000 from the completion's ``total_tokens``, each None unless every
+  verdict has it (configs that keep only the completion text give no tokens);
 - ``note``: what the numbers cannot say (e.g. the oracle on labels it made itself).
 
 CIs are percentile intervals of a cluster bootstrap over pairs (``upo.report.stats``: whole prompt
@@ -32,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from upo.evaluate.api_judges import CachedAnnotator
 from upo.evaluate.verdict_cache import DEFAULT_PATH as VERDICT_CACHE_PATH
 from upo.evaluate.verdict_cache import CachedScorer, PairScorer, VerdictCache
 from upo.io import read_yaml, sha256_file, write_json
@@ -143,7 +147,34 @@ def _note(eval_config, records: list[dict]) -> str:
             "local-llm judge as used for win rates: P('a') vs P('b') averaged over both presentation orders, so its "
             "position bias is 0.5 by construction (each verdict here is itself two forward passes)."
         )
-    return "AlpacaEval annotator: verdicts as its annotator returns them (its own order randomisation off)."
+    return (
+        "AlpacaEval annotator: verdicts as its annotator returns them, each order shown as given (its own random "
+        "order switching, used for win rates, off here), so position bias is the API judge's own. Dollars are "
+        "AlpacaEval's price_per_example; tokens only where the config keeps the completion record (total_tokens)."
+    )
+
+
+def _api_costs(judge: CachedScorer | CachedAnnotator, what: str) -> list[float | None]:
+    """Per verdict of the judge's last call: dollars or tokens (API annotators), None for our judges."""
+    return list(getattr(judge, what)) if isinstance(judge, CachedAnnotator) else [None] * len(judge.seconds)
+
+
+def _per_1000(values: list[float | None]) -> float | None:
+    """1,000 x the mean over verdicts, or None unless every verdict has the number."""
+    if not values or any(v is None for v in values):
+        return None
+    return 1000.0 * float(np.mean([float(v) for v in values if v is not None]))
+
+
+def _price_table(judge: CachedScorer | CachedAnnotator) -> dict | None:
+    if not isinstance(judge, CachedAnnotator):
+        return None
+    from upo.evaluate.judges import alpaca_eval_version
+
+    return {
+        "source": "AlpacaEval annotation rows' price_per_example (its decoders' prices)",
+        "package": alpaca_eval_version(),
+    }
 
 
 def _device() -> str:
@@ -179,23 +210,28 @@ def build_card(
         raise ValueError("judge card: no held-out records")
     judges.check_judge_available(eval_config)
     identity = judges.judge_identity(eval_config)
-    if eval_config.judge not in judges.JUDGES:
-        raise judges.JudgeUnavailable(
-            f"judge card for AlpacaEval annotator {eval_config.judge!r}: not implemented (no metered API judge "
-            "yet); cards exist for the registered judges: " + ", ".join(judges.JUDGES.available())
-        )
-    if scorer is None:
-        entry = judges.JUDGES.get(eval_config.judge)
-        judge: CachedScorer = CachedScorer(lambda: entry.scorer(eval_config), identity, cache)
-    else:
+    judge: CachedScorer | CachedAnnotator
+    if scorer is not None:
         judge = CachedScorer(lambda: scorer, identity, None)
+    elif eval_config.judge in judges.JUDGES:
+        entry = judges.JUDGES.get(eval_config.judge)
+        judge = CachedScorer(lambda: entry.scorer(eval_config), identity, cache)
+    else:  # an AlpacaEval API annotator, each order shown as given (its own random switching off)
+        config_path = judges.alpaca_config_path(eval_config.judge)
+        judge = CachedAnnotator(config_path, identity, cache, randomize_order=False)
     instructions = [prompt_to_instruction(r["prompt"]) for r in records]
     chosen, rejected = [r["chosen"] for r in records], [r["rejected"] for r in records]
+    seconds: list[float] = []
+    usd: list[float | None] = []
+    tokens: list[float | None] = []
+    verdicts = []
+    for output_1, output_2 in ((chosen, rejected), (rejected, chosen)):
+        verdicts.append(list(judge(instructions, output_1, output_2)))
+        seconds += judge.seconds
+        usd += _api_costs(judge, "usd")
+        tokens += _api_costs(judge, "tokens")
     # P(output_2 wins): with chosen as output_1, P(chosen) = 1 - p; with chosen as output_2, P(chosen) = p
-    p_first = [1.0 - p for p in judge(instructions, chosen, rejected)]
-    seconds = list(judge.seconds)
-    p_second = list(judge(instructions, rejected, chosen))
-    seconds += judge.seconds
+    p_first, p_second = [1.0 - p for p in verdicts[0]], verdicts[1]
     stats = card_statistics(
         p_first,
         p_second,
@@ -220,10 +256,10 @@ def build_card(
             "judged_now": judge.judged,
             "from_cache": judge.cached,
             "seconds_per_1000": 1000.0 * float(np.mean(seconds)),
-            "tokens_per_1000": None,  # offline judges: no API tokens
-            "usd_per_1000": None,
-            "price_table": None,
-            "device": _device(),
+            "tokens_per_1000": _per_1000(tokens),  # None: an offline judge, or an API that did not say
+            "usd_per_1000": _per_1000(usd),
+            "price_table": _price_table(judge),
+            "device": _device() if isinstance(judge, CachedScorer) else f"API ({eval_config.judge})",
         },
         "note": _note(eval_config, records),
         "card_config": to_dict(card_config),

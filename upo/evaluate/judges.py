@@ -15,7 +15,11 @@ Judges (registry ``JUDGES``):
                    token, averaged over both presentation orders to cancel position bias
                    (``upo.evaluate.local_judge``).
     any AlpacaEval annotator config name (e.g. ``weighted_alpaca_eval_gpt4_turbo``): AlpacaEval's
-                   own API judges, which need ``OPENAI_API_KEY`` (checked up front).
+                   own API judges, which need ``OPENAI_API_KEY`` (checked up front); run by AlpacaEval's
+                   annotator on the pairs the verdict cache lacks only (``upo.evaluate.api_judges``).
+
+Every judge's verdicts go through ``upo.evaluate.verdict_cache`` when a cache is given, so
+re-evaluating a finished study costs no judge call.
 """
 
 from __future__ import annotations
@@ -84,9 +88,14 @@ def _alpaca_configs_dir() -> Path:
     return Path(constants.EVALUATORS_CONFIG_DIR)
 
 
+def alpaca_config_path(name: str) -> Path:
+    """The ``configs.yaml`` of an AlpacaEval annotator name (it may not exist)."""
+    return _alpaca_configs_dir() / name / "configs.yaml"
+
+
 def _alpaca_config(name: str) -> dict | None:
     """The annotator config of an AlpacaEval annotator name, or None when it is not one."""
-    path = _alpaca_configs_dir() / name / "configs.yaml"
+    path = alpaca_config_path(name)
     if not path.is_file():
         return None
     with open(path, encoding="utf-8") as handle:
@@ -279,8 +288,10 @@ def win_rate(
         model_outputs / reference_outputs: N rows each with ``instruction`` and ``output``
             (and ``generator``); row i of one is compared with row i of the other.
         scorer: override the judge's pair scorer (tests; an already loaded judge); never cached.
-        cache: verdict store for our judges (``upo.evaluate.verdict_cache``): pairs judged before by
-            the same judge identity are read back, and the judge is loaded only if some pair is new.
+        cache: verdict store (``upo.evaluate.verdict_cache``): pairs judged before by the same judge
+            identity are read back, and the judge is loaded (an API annotator run) only if some pair is new.
+            For an AlpacaEval annotator the metric is computed on all pairs, cached or not
+            (``upo.evaluate.api_judges.api_win_rate``), so the result does not depend on the cache.
     Returns:
         (result, preferences): result has ``value`` (percent), ``se``, ``n``, ``judge``,
         ``length_controlled``; preferences[i] = P(model output i beats its reference).
@@ -295,52 +306,57 @@ def win_rate(
     model_rows = [{k: row[k] for k in keep if k in row} for row in model_outputs]
     ref_rows = [{k: row[k] for k in keep if k in row} for row in reference_outputs]
     ref_rows = [{"generator": "reference", **row} for row in ref_rows]
+    if eval_config.judge not in JUDGES:
+        from upo.evaluate.api_judges import CachedAnnotator, api_win_rate
+
+        if scorer is not None:
+            raise ValueError(
+                f"judge {eval_config.judge!r} is an AlpacaEval annotator; a scorer override is for our judges"
+            )
+        annotator = CachedAnnotator(alpaca_config_path(eval_config.judge), identity, cache)
+        scores, preferences = api_win_rate(annotator, model_rows, ref_rows)
+        return _result(scores, eval_config, identity, scores.get("length_controlled_winrate")), preferences
     # Caching off and every AlpacaEval file in a throw-away folder: nothing lands in site-packages.
     with tempfile.TemporaryDirectory(prefix="upo-judge-") as tmp:
-        kwargs: dict[str, Any] = {}
-        is_ours = eval_config.judge in JUDGES
-        if is_ours:
-            folder = Path(tmp) / f"upo_{eval_config.judge.replace('-', '_')}"
-            folder.mkdir()
-            (folder / "template.txt").write_text(TRANSPORT_TEMPLATE, encoding="utf-8")
-            config = {folder.name: {"prompt_template": f"{folder.name}/template.txt", "batch_size": 1}}
-            (folder / "configs.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-            annotators_config: Any = str(folder / "configs.yaml")
-            if scorer is None:
-                entry = JUDGES.get(eval_config.judge)
-                scorer = CachedScorer(lambda: entry.scorer(eval_config), identity, cache)
-            kwargs = {"fn_completions": completions_callable(scorer), "fn_completion_parser": _parse_preference}
-            fn_metric, sort_by = "get_winrate", "win_rate"
-        else:
-            annotators_config = eval_config.judge
-            fn_metric, sort_by = "get_length_controlled_winrate", "length_controlled_winrate"
-            kwargs = {"metric_kwargs": {"save_weights_dir": None}}
+        folder = Path(tmp) / f"upo_{eval_config.judge.replace('-', '_')}"
+        folder.mkdir()
+        (folder / "template.txt").write_text(TRANSPORT_TEMPLATE, encoding="utf-8")
+        config = {folder.name: {"prompt_template": f"{folder.name}/template.txt", "batch_size": 1}}
+        (folder / "configs.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        if scorer is None:
+            entry = JUDGES.get(eval_config.judge)
+            scorer = CachedScorer(lambda: entry.scorer(eval_config), identity, cache)
         leaderboard, annotations = evaluate(
             model_outputs=model_rows,
             reference_outputs=ref_rows,
-            annotators_config=annotators_config,
+            annotators_config=str(folder / "configs.yaml"),
             name=model_rows[0].get("generator", "model") if model_rows else "model",
             output_path=None,
             precomputed_leaderboard=None,
             is_return_instead_of_print=True,
             is_cache_leaderboard=False,
-            fn_metric=fn_metric,
-            sort_by=sort_by,
+            fn_metric="get_winrate",
+            sort_by="win_rate",
             caching_path=None,
             annotation_kwargs={"is_ordered": True},
-            **kwargs,
+            fn_completions=completions_callable(scorer),
+            fn_completion_parser=_parse_preference,
         )
-    row = leaderboard.iloc[0]
     # AlpacaEval's preference: 1 = reference (output_1) wins, 2 = model (output_2) wins, and a draw
     # is 1.5 or 0 (its metric functions accept both encodings); P(model wins) is then 0.5.
     preferences = [0.5 if float(a["preference"]) == 0 else float(a["preference"]) - 1.0 for a in annotations]
-    lc = row.get("length_controlled_winrate") if not is_ours else None
-    result = {
-        "value": float(row["win_rate"]),
-        "se": float(row["standard_error"]) if row["standard_error"] == row["standard_error"] else 0.0,
-        "n": int(row["n_total"]),
+    return _result(leaderboard.iloc[0], eval_config, identity, None), preferences  # our judges: plain win rate
+
+
+def _result(scores: Any, eval_config: EvalConfig, identity: dict, length_controlled: Any) -> dict:
+    """The ``win_rate`` entry of metrics.json from AlpacaEval's metric (a leaderboard row or metric dict)."""
+    se = float(scores["standard_error"])
+    lc = None if length_controlled is None else float(length_controlled)
+    return {
+        "value": float(scores["win_rate"]),
+        "se": se if se == se else 0.0,  # NaN for a single pair
+        "n": int(scores["n_total"]),
         "reference": eval_config.reference,
         "judge": identity,
-        "length_controlled": None if lc is None or lc != lc else float(lc),
+        "length_controlled": None if lc is None or lc != lc else lc,
     }
-    return result, preferences

@@ -10,7 +10,8 @@ concurrent workflow jobs: WAL journal (readers never block the writer), a busy t
 waits for another instead of failing), and each batch of new verdicts is one ``INSERT OR IGNORE``
 transaction, so two jobs that computed the same verdict both succeed and the first one stays.
 Each row also keeps the seconds the judge spent on that verdict, so a judge card read from the
-cache still reports what the judge costs.
+cache still reports what the judge costs; an API judge's verdicts also keep their dollars and tokens
+(table ``verdict_costs``, written in the same transaction; ``None`` where the API did not say).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class VerdictCache:
                 "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
                 "verdict REAL NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL)"
             )
+            # A table of its own, not new columns: CREATE ... IF NOT EXISTS is safe when jobs race to open a
+            # cache file made before it existed (ALTER TABLE is not idempotent).
+            db.execute("CREATE TABLE IF NOT EXISTS verdict_costs (key TEXT PRIMARY KEY, usd REAL, tokens REAL)")
         db.close()
 
     def _connect(self) -> sqlite3.Connection:
@@ -84,10 +88,38 @@ class VerdictCache:
             db.close()
         return found
 
-    def put_many(self, judge: str, items: dict[str, tuple[float, float]]) -> None:
-        """Store ``{key: (verdict, seconds)}`` in one transaction; keys already present are kept."""
+    def get_costs(self, keys: list[str]) -> dict[str, tuple[float | None, float | None]]:
+        """``{key: (usd, tokens)}`` for the keys whose verdict came with a recorded cost (API judges)."""
+        found: dict[str, tuple[float | None, float | None]] = {}
+        unique = list(dict.fromkeys(keys))
+        db = self._connect()
+        try:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, usd, tokens in db.execute(
+                    f"SELECT key, usd, tokens FROM verdict_costs WHERE key IN ({marks})", chunk
+                ):
+                    found[key] = (None if usd is None else float(usd), None if tokens is None else float(tokens))
+        finally:
+            db.close()
+        return found
+
+    def put_many(
+        self,
+        judge: str,
+        items: dict[str, tuple[float, float]],
+        costs: dict[str, tuple[float | None, float | None]] | None = None,
+    ) -> None:
+        """Store ``{key: (verdict, seconds)}`` and ``costs`` ``{key: (usd, tokens)}`` in one transaction.
+
+        Keys already present are kept (with their first cost), so concurrent writers never disagree.
+        """
         if not items:
             return
+        unknown = set(costs or {}) - set(items)
+        if unknown:
+            raise ValueError(f"verdict cache: costs for {len(unknown)} keys without a verdict")
         now = time.time()
         db = self._connect()
         try:
@@ -95,6 +127,10 @@ class VerdictCache:
                 db.executemany(
                     "INSERT OR IGNORE INTO verdicts (key, judge, verdict, seconds, created) VALUES (?, ?, ?, ?, ?)",
                     [(k, judge, float(v), float(s), now) for k, (v, s) in items.items()],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO verdict_costs (key, usd, tokens) VALUES (?, ?, ?)",
+                    [(k, usd, tokens) for k, (usd, tokens) in (costs or {}).items()],
                 )
         finally:
             db.close()
