@@ -8,9 +8,8 @@ the config names the registered ``test_completions`` decoder and the tests repla
 (``alpaca_eval.decoders.test.test_completions``) by a deterministic fake that counts the prompts it is
 sent and returns logprobs, ``total_tokens``, ``price_per_example`` and ``time_per_example`` as
 ``openai_completions`` does. Everything between (prompt template, order switching, parsing, the metric)
-is AlpacaEval's own code. The length-controlled metric downloads AlpacaEval's ``df_gamed.csv`` from the
-hub; here ``hf_hub_download`` returns a hand-made file of the same columns (values made up), so the GLM
-code runs but its number means nothing.
+is AlpacaEval's own code. No length-controlled win rate is reported for our prompt sets (see
+``upo.evaluate.api_judges.api_win_rate``), so nothing reaches the hub.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ def fake_api(tmp_path, monkeypatch):
     """The annotator config ``fake_api_judge`` (first-slot bonus 0); returns the list of prompt batches sent."""
     from alpaca_eval import constants
     from alpaca_eval.decoders import test as test_decoder
-    from alpaca_eval.metrics import glm_winrate
 
     calls: list[int] = []
 
@@ -76,20 +74,10 @@ def fake_api(tmp_path, monkeypatch):
             "time_per_example": [SECONDS] * n,
         }
 
-    gamed = tmp_path / "df_gamed.csv"  # made-up rows in the columns of AlpacaEval's df_gamed.csv
-    lines = ["model,index,instruction_difficulty,preference,std_delta_len,not_gamed_baseline"]
-    for model, sign in (("gamed_long", 1), ("gamed_short", -1)):
-        lines += [
-            f"{model},{i},{math.sin(i):.4f},{0.5 + 0.3 * sign * (i % 3 - 1) / 2:.3f},{sign * 1.5},False"
-            for i in range(40)
-        ]
-    gamed.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
     configs = tmp_path / "configs"
     write_config(configs, 0.0)
     monkeypatch.setattr(constants, "EVALUATORS_CONFIG_DIR", configs)
     monkeypatch.setattr(test_decoder, "test_completions", fake_completions)
-    monkeypatch.setattr(glm_winrate, "hf_hub_download", lambda **_: str(gamed))
     return calls
 
 
@@ -115,7 +103,7 @@ def test_second_win_rate_makes_zero_api_calls(fake_api, tmp_path):
     assert prefs == pytest.approx(EXPECTED)
     assert sum(fake_api) == 5  # the identical pair is AlpacaEval's draw without a call
     assert first["value"] == pytest.approx(100 * sum(EXPECTED) / 6)
-    assert first["n"] == 6 and first["judge"]["name"] == NAME and first["length_controlled"] is not None
+    assert first["n"] == 6 and first["judge"]["name"] == NAME and first["length_controlled"] is None
     calls_before = len(fake_api)
     second, prefs_again = judges.win_rate(config, rows(MODEL, "model"), rows(REFERENCE, "reference"), cache=cache)
     assert len(fake_api) == calls_before  # not one API call

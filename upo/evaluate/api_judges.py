@@ -206,9 +206,10 @@ def api_win_rate(
 
     Pair i is (reference_rows[i], model_rows[i]) with the reference as output_1, as
     ``alpaca_eval.evaluate(..., annotation_kwargs={"is_ordered": True})`` pairs them. The metric is
-    AlpacaEval's ``get_length_controlled_winrate`` on the annotations of **all** pairs, cached or not (the
-    same function ``evaluate`` applies), so ``win_rate``, ``standard_error``, ``n_total`` and
-    ``length_controlled_winrate`` mean what they meant before and do not depend on what was cached.
+    AlpacaEval's ``get_winrate`` on the annotations of **all** pairs, cached or not, so ``win_rate``,
+    ``standard_error`` and ``n_total`` do not depend on what was cached. No length-controlled win rate:
+    AlpacaEval's length control looks up the difficulty of *its own* 805 instructions by row position,
+    which means nothing for another prompt set (and fails past 805 rows), so it is not reported.
 
     Returns:
         (AlpacaEval's metric dict, P(model output i beats its reference) per pair).
@@ -240,4 +241,4 @@ def api_win_rate(
             "preference": [1.0 + p for p in p_model],  # AlpacaEval's encoding: 1 reference, 2 model, 1.5 draw
         }
     )
-    return metrics.get_length_controlled_winrate(annotations, save_weights_dir=None), p_model
+    return metrics.get_winrate(annotations), p_model
