@@ -30,6 +30,9 @@ def record(root: Path, relative: str, seconds: float, rss: float | str) -> Path:
         ("results/sft/default/pico/train.tsv", ("sft", "pico")),
         ("results/sft/default/pico/evaluate.tsv", ("evaluate", "pico")),
         ("results/reward_model/default/pico/train.tsv", ("reward-model", "pico")),
+        ("results/reward_model/default/pico/fold~1/train.tsv", ("reward-model-fold", "pico")),
+        ("results/preference_scores/default/pico.tsv", ("score-preferences", "pico")),
+        ("results/default/judges/default/oracle.tsv", ("judge-card", "–")),
         (f"{RUN}/train.tsv", ("train", "pico")),
         (f"{RUN}/generate.tsv", ("generate", "pico")),
         ("results/default/aggregate.tsv", ("aggregate", "–")),
@@ -75,10 +78,14 @@ def test_only_the_experiments_records_are_read(tmp_path):
         record(tmp_path, "results/sft/default/pico/train.tsv", 1, 1),
         record(tmp_path, "resources/models/pico.tsv", 1, 1),
         record(tmp_path, "results/default/plot.tsv", 1, 1),
+        record(tmp_path, "results/reward_model/default/pico/fold~0/train.tsv", 1, 1),
+        record(tmp_path, "results/preference_scores/default/pico.tsv", 1, 1),
+        record(tmp_path, "results/default/judges/default/oracle.tsv", 1, 1),
     ]
     record(tmp_path, "results/runs/default/pico/dpo/beta~0.1/w~0.0/seed~9/train.tsv", 1, 1)  # another config's run
     record(tmp_path, "results/sft/default/smollm2-135m/train.tsv", 1, 1)  # a model the table lacks
     record(tmp_path, "results/quick/plot.tsv", 1, 1)  # another experiment
+    record(tmp_path, "results/quick/judges/default/oracle.tsv", 1, 1)  # another experiment's judge card
     found = experiment_records(tmp_path, [Path(RUN)], [("default", "pico")], "default")
     assert found == sorted(mine)
 

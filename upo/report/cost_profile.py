@@ -30,6 +30,9 @@ KINDS: list[tuple[re.Pattern, str | None]] = [
     (re.compile(r"results/ref_logps/(?P<dataset>[^/]+)/(?P<model>[^/]+)\.tsv"), "ref-logps"),
     (re.compile(r"results/sft/(?P<dataset>[^/]+)/(?P<model>[^/]+)/train\.tsv"), "sft"),
     (re.compile(r"results/reward_model/(?P<dataset>[^/]+)/(?P<model>[^/]+)/train\.tsv"), "reward-model"),
+    (re.compile(r"results/reward_model/(?P<dataset>[^/]+)/(?P<model>[^/]+)/fold~\d+/train\.tsv"), "reward-model-fold"),
+    (re.compile(r"results/preference_scores/(?P<dataset>[^/]+)/(?P<model>[^/]+)\.tsv"), "score-preferences"),
+    (re.compile(r"results/[^/]+/judges/(?P<dataset>[^/]+)/[^/]+\.tsv"), "judge-card"),
     (re.compile(r"results/(?:sft|runs)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?:.+/)?(?P<stem>[^/]+)\.tsv"), None),
 ]
 TIMESTAMP = re.compile(r"^\[(?P<when>\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
@@ -59,8 +62,9 @@ def read_record(path: Path) -> dict:
 
 def experiment_records(benchmarks_dir: Path, run_dirs: list[Path], pairs: list[tuple[str, str]], name: str):
     """The record files of one experiment: each run folder's jobs, the shared jobs of its (dataset, model)
-    pairs (model preparation, data, SFT, reference log-probs, reward model), the testbed generator and
-    the experiment's own aggregate/plot. Run folders are paths relative to the workflow folder."""
+    pairs (model preparation, data, SFT, reference log-probs, reward models and cross-fitted scores), the
+    testbed generator and the experiment's own aggregate, plot and judge cards. Run folders are paths
+    relative to the workflow folder."""
     found: set[Path] = set()
     patterns = [f"{run_dir.as_posix()}/*.tsv" for run_dir in run_dirs]
     for dataset, model in pairs:
@@ -70,8 +74,10 @@ def experiment_records(benchmarks_dir: Path, run_dirs: list[Path], pairs: list[t
             f"results/sft/{dataset}/{model}/*.tsv",
             f"results/ref_logps/{dataset}/{model}.tsv",
             f"results/reward_model/{dataset}/{model}/*.tsv",
+            f"results/reward_model/{dataset}/{model}/fold~*/*.tsv",  # relabel-dpo's cross-fitted models
+            f"results/preference_scores/{dataset}/{model}.tsv",
         ]
-    patterns += ["resources/default/*.tsv", f"results/{name}/*.tsv"] if pairs else []
+    patterns += ["resources/default/*.tsv", f"results/{name}/*.tsv", f"results/{name}/judges/*/*.tsv"] if pairs else []
     for pattern in patterns:
         found.update(p for p in benchmarks_dir.glob(pattern) if p.is_file())
     return sorted(found)
