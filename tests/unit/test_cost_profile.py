@@ -119,7 +119,9 @@ Complete log(s): .snakemake/log/x.snakemake.log
 def test_wall_time_is_first_start_to_last_end(tmp_path):
     (tmp_path / "2026-11-27T145841.598237.snakemake.log").write_text(LOG.replace("Nov  7", "Nov 27"))
     (tmp_path / "2026-11-27T160000.000000.snakemake.log").write_text("Building DAG of jobs...\nNothing to be done.\n")
-    wall = run_wall_time(tmp_path)  # the newest log ran nothing: the one before is the run
+    reaggregate = "[Fri Nov 27 16:10:00 2026]\nlocalrule aggregate:\n[Fri Nov 27 16:10:05 2026]\nlocalrule plot:\n"
+    (tmp_path / "2026-11-27T161000.000000.snakemake.log").write_text(reaggregate)
+    wall = run_wall_time(tmp_path)  # the newer logs ran nothing, or only the report: the oldest is the run
     assert wall["log"] == "2026-11-27T145841.598237.snakemake.log"
     assert wall["wall_s"] == 2 * 60 + 18 and (wall["jobs_started"], wall["jobs_finished"]) == (3, 3)
     assert wall["first_start"] == "2026-11-27 14:58:44" and wall["last_end"] == "2026-11-27 15:01:02"

@@ -37,6 +37,7 @@ KINDS: list[tuple[re.Pattern, str | None]] = [
 ]
 TIMESTAMP = re.compile(r"^\[(?P<when>\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (?P<rule>[\w-]+):$")
+REPORT_RULES = {"aggregate", "plot", "all"}  # rules a re-aggregation reruns
 JOB_END = re.compile(r"^Finished jobid: (?P<jobid>\d+)")
 
 
@@ -107,14 +108,16 @@ def cost_profile(benchmarks_dir: Path, records: list[Path]) -> pd.DataFrame:
 
 def parse_log(path: Path) -> dict:
     """Job start and end times of one Snakemake log: first start, last end, counts."""
-    starts, ends, when = [], [], None
+    starts, ends, rules, when = [], [], set(), None
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
         stamp = TIMESTAMP.match(line)
+        job = JOB_START.match(line)
         if stamp:
             when = dt.datetime.strptime(" ".join(stamp["when"].split()), "%a %b %d %H:%M:%S %Y")
-        elif when is not None and JOB_START.match(line):
+        elif when is not None and job:
             starts.append(when)
+            rules.add(job["rule"])
         elif when is not None and JOB_END.match(line):
             ends.append(when)
     return {
@@ -124,18 +127,22 @@ def parse_log(path: Path) -> dict:
         "first_start": min(starts).isoformat(sep=" ") if starts else None,
         "last_end": max(ends).isoformat(sep=" ") if ends else None,
         "wall_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+        "rules": sorted(rules),
     }
 
 
 def run_wall_time(log_dir: Path) -> dict | None:
-    """The newest Snakemake log that ran jobs (a no-op rerun writes a log without any); None if none.
+    """The newest Snakemake log that ran jobs other than the report's own; None if none.
+
+    A no-op rerun writes a log without jobs, and a re-aggregation (``--forcerun aggregate``) one with only
+    the reporting rules (aggregate, plot, all): neither is the run's wall time, so both are skipped.
 
     ``wall_s`` is second-resolved (Snakemake's timestamps); ``jobs_finished < jobs_started`` means the
     log was read while the run went on (from inside its own aggregate job) or the run was cut off.
     """
     for path in sorted(Path(log_dir).glob("*.snakemake.log"), reverse=True):  # names start with the date
         parsed = parse_log(path)
-        if parsed["jobs_started"]:
+        if set(parsed["rules"]) - REPORT_RULES:
             return parsed
     return None
 
