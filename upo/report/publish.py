@@ -59,6 +59,7 @@ def publish(name: str, root: Path = Path(".")) -> Path:
     target = root / "results" / "reference" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the published folder is an ordinary one
     try:
         for path in sorted(source.iterdir()):
             if path.is_file() and path.suffix in PUBLISHED_SUFFIXES:
