@@ -6,6 +6,7 @@ rule generate:
     input:
         cfg="{rundir}/run.yaml",
         model="{rundir}/model",
+        judge_model=judge_model_input,  # generate checks the judge is usable before it samples
     output:
         "{rundir}/generations.jsonl",
     log:
