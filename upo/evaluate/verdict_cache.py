@@ -71,39 +71,31 @@ class VerdictCache:
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         return db
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
-        """``{key: (verdict, seconds)}`` for the keys present."""
-        found: dict[str, tuple[float, float]] = {}
+    def _select(self, columns: str, table: str, keys: list[str]) -> list[tuple]:
+        """Rows ``(key, *columns)`` of ``table`` for the keys present, in chunks of 500 (SQLite's limit on
+        bound parameters)."""
         unique = list(dict.fromkeys(keys))
+        rows: list[tuple] = []
         db = self._connect()
         try:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                for key, verdict, seconds in db.execute(
-                    f"SELECT key, verdict, seconds FROM verdicts WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = (float(verdict), float(seconds))
+                rows += db.execute(f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", chunk).fetchall()
         finally:
             db.close()
-        return found
+        return rows
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """``{key: (verdict, seconds)}`` for the keys present."""
+        return {key: (float(v), float(s)) for key, v, s in self._select("verdict, seconds", "verdicts", keys)}
 
     def get_costs(self, keys: list[str]) -> dict[str, tuple[float | None, float | None]]:
         """``{key: (usd, tokens)}`` for the keys whose verdict came with a recorded cost (API judges)."""
-        found: dict[str, tuple[float | None, float | None]] = {}
-        unique = list(dict.fromkeys(keys))
-        db = self._connect()
-        try:
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, usd, tokens in db.execute(
-                    f"SELECT key, usd, tokens FROM verdict_costs WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = (None if usd is None else float(usd), None if tokens is None else float(tokens))
-        finally:
-            db.close()
-        return found
+        return {
+            key: (None if usd is None else float(usd), None if tokens is None else float(tokens))
+            for key, usd, tokens in self._select("usd, tokens", "verdict_costs", keys)
+        }
 
     def put_many(
         self,
