@@ -315,7 +315,7 @@ def win_rate(
             )
         annotator = CachedAnnotator(alpaca_config_path(eval_config.judge), identity, cache)
         scores, preferences = api_win_rate(annotator, model_rows, ref_rows)
-        return _result(scores, eval_config, identity, scores.get("length_controlled_winrate")), preferences
+        return _result(scores, eval_config, identity), preferences
     # Caching off and every AlpacaEval file in a throw-away folder: nothing lands in site-packages.
     with tempfile.TemporaryDirectory(prefix="upo-judge-") as tmp:
         folder = Path(tmp) / f"upo_{eval_config.judge.replace('-', '_')}"
@@ -345,18 +345,21 @@ def win_rate(
     # AlpacaEval's preference: 1 = reference (output_1) wins, 2 = model (output_2) wins, and a draw
     # is 1.5 or 0 (its metric functions accept both encodings); P(model wins) is then 0.5.
     preferences = [0.5 if float(a["preference"]) == 0 else float(a["preference"]) - 1.0 for a in annotations]
-    return _result(leaderboard.iloc[0], eval_config, identity, None), preferences  # our judges: plain win rate
+    return _result(leaderboard.iloc[0], eval_config, identity), preferences
 
 
-def _result(scores: Any, eval_config: EvalConfig, identity: dict, length_controlled: Any) -> dict:
-    """The ``win_rate`` entry of metrics.json from AlpacaEval's metric (a leaderboard row or metric dict)."""
+def _result(scores: Any, eval_config: EvalConfig, identity: dict) -> dict:
+    """The ``win_rate`` entry of metrics.json from AlpacaEval's ``get_winrate`` (a leaderboard row or metric dict).
+
+    ``length_controlled`` is always None: every judge here reports the plain win rate (AlpacaEval's length
+    control is fitted to its own 805 instructions, see ``upo.evaluate.api_judges.api_win_rate``).
+    """
     se = float(scores["standard_error"])
-    lc = None if length_controlled is None else float(length_controlled)
     return {
         "value": float(scores["win_rate"]),
         "se": se if se == se else 0.0,  # NaN for a single pair
         "n": int(scores["n_total"]),
         "reference": eval_config.reference,
         "judge": identity,
-        "length_controlled": None if lc is None or lc != lc else lc,
+        "length_controlled": None,
     }
