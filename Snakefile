@@ -8,7 +8,7 @@
 #   results/reward_model/{dataset}/{model}/          Bradley-Terry reward model (PPO only)
 #   results/reward_model/{dataset}/{model}/fold~{i}/ cross-fitting reward models (relabel-dpo)
 #   results/preference_scores/{dataset}/{model}.jsonl  cross-fitted per-pair scores (+ .json accuracy)
-#   results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/
+#   results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}[/steps~{n}]/seed~{seed}/
 #       run.yaml, model/, train_log.csv, train_summary.json, generations.jsonl, scores.jsonl, metrics.json
 #   results/{name}/metrics.csv, summary.md, frontier.csv, judges.csv, figures   (name = config's experiment name)
 #   results/{name}/judges/{dataset}/{judge}.json      judge card (agreement, position/length bias, cost)

@@ -45,7 +45,7 @@ def validate_experiment(config: dict) -> list[dict]:
     table = sweeps.run_table(config)
     for row in table:
         sweeps.resolve_sft(config, row["dataset"], row["model"])
-        sweeps.resolve_run(config, **{k: row[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")})
+        sweeps.resolve_run(config, **sweeps.run_key(row))
         if sweeps.load_method(row["method"]).trainer == "ppo":
             sweeps.resolve_reward_model(config, row["dataset"], row["model"])
     from upo.preference_source import CROSS_FIT_FOLDS

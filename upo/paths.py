@@ -1,6 +1,9 @@
 """Single source of truth for result paths (``key~value`` segments, one per directory level).
 
-results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{aux_weight}/seed~{seed}/
+results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{aux_weight}[/steps~{max_steps}]/seed~{seed}/
+
+The ``steps~`` segment is there only for a sweep that sets the training budget per point (``max_steps:``
+in a sweep entry): a run at the stage's own budget keeps the shorter path.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from pathlib import Path
 
 RUN_PATTERN = re.compile(
     r"(?:^|/)runs/(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)/beta~(?P<beta>[^/]+)"
-    r"/w~(?P<aux_weight>[^/]+)/seed~(?P<seed>\d+)/?$"
+    r"/w~(?P<aux_weight>[^/]+)(?:/steps~(?P<max_steps>\d+))?/seed~(?P<seed>\d+)/?$"
 )
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 # Folders directly under results/ that are not an experiment's results/{name}/: runs and their
@@ -39,20 +42,28 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def run_dir(dataset: str, model: str, method: str, beta, aux_weight, seed: int, root: str = "results") -> str:
+def budget_segment(max_steps: int | None) -> str:
+    """The optional path part of a sweep point's training budget: '' or '/steps~N'."""
+    return "" if max_steps is None else f"/steps~{int(max_steps)}"
+
+
+def run_dir(
+    dataset: str, model: str, method: str, beta, aux_weight, seed: int, root: str = "results", max_steps=None
+) -> str:
     return (
         f"{root}/runs/{dataset}/{model}/{method}/beta~{format_value(beta)}"
-        f"/w~{format_value(aux_weight)}/seed~{int(seed)}"
+        f"/w~{format_value(aux_weight)}{budget_segment(max_steps)}/seed~{int(seed)}"
     )
 
 
 def parse_run_dir(path: str | Path) -> dict:
-    """Inverse of :func:`run_dir` (values as canonical strings, seed as int)."""
+    """Inverse of :func:`run_dir` (values as canonical strings, seed as int, max_steps int or None)."""
     match = RUN_PATTERN.search(str(path).rstrip("/"))
     if not match:
-        raise ValueError(f"{path!r} is not a run directory (…/runs/dataset/model/method/beta~/w~/seed~)")
+        raise ValueError(f"{path!r} is not a run directory (…/runs/dataset/model/method/beta~/w~[/steps~]/seed~)")
     row = match.groupdict()
     row["seed"] = int(row["seed"])
+    row["max_steps"] = None if row["max_steps"] is None else int(row["max_steps"])
     return row
 
 

@@ -75,15 +75,21 @@ def load_method(name: str) -> MethodFile:
     return spec
 
 
+# one run, as resolve_run takes it (max_steps None: the stage's own step budget)
+RUN_KEYS = ("dataset", "model", "method", "beta", "aux_weight", "max_steps", "seed")
+
+
 def run_table(config: dict) -> list[dict]:
-    """One row per preference run: dataset, model, method, beta, aux_weight (canonical strings), seed."""
+    """One row per preference run: dataset, model, method, beta, aux_weight (canonical strings),
+    max_steps (an int where the sweep entry sets the training budget per point, else None), seed."""
     rows = []
     for index, sweep in enumerate(config["sweeps"]):
-        for dataset, model, beta, weight, seed in itertools.product(
+        for dataset, model, beta, weight, max_steps, seed in itertools.product(
             sweep.get("datasets", list(config["datasets"])),
             sweep["models"],
             sweep["beta"],
             sweep["aux_weight"],
+            sweep.get("max_steps", [None]),
             sweep.get("seeds", config.get("seeds", [0])),
         ):
             rows.append(
@@ -93,17 +99,23 @@ def run_table(config: dict) -> list[dict]:
                     "method": sweep["method"],
                     "beta": paths.format_value(beta),
                     "aux_weight": paths.format_value(weight),
+                    "max_steps": None if max_steps is None else int(max_steps),
                     "seed": int(seed),
                     "sweep": index,
                 }
             )
     if not rows:
         raise ConfigError("sweeps: no run left (an empty seeds: list?); every sweep needs at least one seed")
-    keys = [tuple(r[k] for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")) for r in rows]
+    keys = [tuple(r[k] for k in RUN_KEYS) for r in rows]
     duplicates = {k for k in keys if keys.count(k) > 1}
     if duplicates:
-        raise ConfigError(f"sweeps: run {sorted(duplicates)[0]} appears in more than one sweep entry")
+        raise ConfigError(f"sweeps: run {sorted(duplicates, key=str)[0]} appears in more than one sweep entry")
     return rows
+
+
+def run_key(row: dict) -> dict:
+    """The keyword arguments of :func:`resolve_run` and :func:`upo.paths.run_dir` of a run-table row."""
+    return {k: row[k] for k in RUN_KEYS}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,6 +242,7 @@ class Trainer:
     command: str  # python -m upo <command> RUN.yaml
     uses_loss_registry: bool  # the method file names a registered loss (else the trainer has its own)
     place_sweep: Callable[[dict, MethodFile, float, float, str, str], None]  # fills the run in place
+    budget: tuple[str, str]  # (section, key) the sweep's max_steps sets: the trainer's step budget
 
     def check_method(self, spec: MethodFile, path) -> None:
         if self.uses_loss_registry and not spec.loss:
@@ -269,19 +282,37 @@ def _ppo_sweep(run: dict, spec: MethodFile, beta: float, weight: float, dataset:
 
 
 TRAINERS: dict[str, Trainer] = {
-    "offline": Trainer(command="train", uses_loss_registry=True, place_sweep=_offline_sweep),
-    "ppo": Trainer(command="train-ppo", uses_loss_registry=False, place_sweep=_ppo_sweep),
+    "offline": Trainer(
+        command="train", uses_loss_registry=True, place_sweep=_offline_sweep, budget=("train", "max_steps")
+    ),
+    "ppo": Trainer(
+        command="train-ppo", uses_loss_registry=False, place_sweep=_ppo_sweep, budget=("ppo", "total_steps")
+    ),
 }
 
 
-def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> dict:
-    """run.yaml of one preference run (any trainer)."""
+def resolve_run(
+    config: dict,
+    dataset: str,
+    model: str,
+    method: str,
+    beta: str,
+    aux_weight: str,
+    seed: int,
+    max_steps: int | None = None,
+) -> dict:
+    """run.yaml of one preference run (any trainer).
+
+    ``max_steps`` (a sweep entry's ``max_steps:``) replaces the stage's step budget for this point: the
+    offline trainer's ``train.max_steps``, PPO's ``ppo.total_steps``. It makes a method's curve reach
+    KLs its beta alone cannot (DPO's KL on a small model is set by the steps once beta is large).
+    """
     spec = load_method(method)
     sft_model = f"{paths.sft_dir(dataset, model)}/model"
     owned = {
         "method": method,
         "seed": int(seed),
-        "output_dir": paths.run_dir(dataset, model, method, beta, aux_weight, seed),
+        "output_dir": paths.run_dir(dataset, model, method, beta, aux_weight, seed, max_steps=max_steps),
         "tags": {
             "dataset": dataset,
             "model": model,
@@ -293,8 +324,14 @@ def resolve_run(config: dict, dataset: str, model: str, method: str, beta: str, 
         "model": {"path": sft_model},
         "reference": {"path": sft_model},
     }
+    if max_steps is not None:
+        owned["tags"]["max_steps"] = int(max_steps)
     run = _resolved(config, dataset, model, "preference", owned)
-    TRAINERS[spec.trainer].place_sweep(run, spec, float(beta), float(aux_weight), dataset, model)
+    trainer = TRAINERS[spec.trainer]
+    if max_steps is not None:  # before place_sweep, whose checks see the point's own budget
+        section, key = trainer.budget
+        run[section] = {**(run.get(section) or {}), key: int(max_steps)}
+    trainer.place_sweep(run, spec, float(beta), float(aux_weight), dataset, model)
     # a loss that needs p(y) (relabelled DPO) reads it from the method file's source; any other refuses one
     from upo.losses import LOSSES
 
@@ -370,7 +407,8 @@ def cross_fit_pairs(config: dict, runs: list[dict]) -> list[tuple[str, str]]:
     return sorted(needed)
 
 
-def scores_input(config: dict, dataset: str, model: str, method: str, beta: str, aux_weight: str, seed: int) -> list:
-    """The cross-fitted scores file a preference run reads (relabel-dpo), else nothing: a workflow input."""
-    scores = resolve_run(config, dataset, model, method, beta, aux_weight, int(seed))["data"].get("preference_scores")
+def scores_input(config: dict, **run: Any) -> list:
+    """The cross-fitted scores file a preference run reads (relabel-dpo), else nothing: a workflow input.
+    ``run``: :func:`resolve_run`'s keywords."""
+    scores = resolve_run(config, **run)["data"].get("preference_scores")
     return [scores] if scores else []

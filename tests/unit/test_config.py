@@ -46,11 +46,17 @@ def test_run_dir_round_trip():
         "method": "relabel-dpo",
         "beta": "0.1",
         "aux_weight": "0.3",
+        "max_steps": None,
         "seed": 1,
     }
     path = paths.run_dir(**row)
     assert path == "results/runs/default/smollm2-135m/relabel-dpo/beta~0.1/w~0.3/seed~1"
     assert paths.parse_run_dir(path) == row
+    # a sweep point with its own step budget gets a steps~ segment, and only then
+    budget = {**row, "max_steps": 25}
+    path = paths.run_dir(**budget)
+    assert path == "results/runs/default/smollm2-135m/relabel-dpo/beta~0.1/w~0.3/steps~25/seed~1"
+    assert paths.parse_run_dir(path) == budget
     with pytest.raises(ValueError, match="not a run directory"):
         paths.parse_run_dir("results/sft/default/pico")
 

@@ -87,7 +87,7 @@ def test_summary_section_counts_and_lists_what_does_not_reproduce(tmp_path):
     outside = (comparison["within_95ci"] == False).sum()  # noqa: E712 (None is neither)
     assert tested == 6 and outside == 1  # sft and dpo x 3 metrics; only dpo's win rate (11 > 4.38) is outside
     assert f"{tested - outside} of {tested} comparisons" in text
-    assert "| default | pico | dpo | 0.1 | 0 | win_rate | 42 | 31 | 11 |" in text
+    assert "| default | pico | dpo | 0.1 | 0 | – | win_rate | 42 | 31 | 11 |" in text  # – : the stage budget
     assert "only in this run: 1; only in the reference: 1" in text
     assert "judges differ" not in text
     other = REFERENCE.assign(judge="xyz")

@@ -315,6 +315,8 @@ def evaluate_run(run_dir: str | Path, *, judge_scorer=None, judge_cache: str | P
             "beta": tags.get("beta"),
             "aux_weight": tags.get("aux_weight"),
             "seed": int(tags.get("seed", run_config.seed)),
+            # a sweep point with its own step budget (paths' steps~ segment); absent at the stage's budget
+            **({"max_steps": int(tags["max_steps"])} if tags.get("max_steps") is not None else {}),
             "run_dir": str(run_dir),
             # relabelling methods only: where p(y) came from (reward_model | binary | oracle)
             **({"preference_source": tags["preference_source"]} if tags.get("preference_source") else {}),

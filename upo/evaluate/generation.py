@@ -113,9 +113,9 @@ def generate_responses(
 
 
 def generator_name(tags: dict) -> str:
-    """AlpacaEval ``generator`` string of a run: method/model/dataset/beta~b/w~w/seed~s."""
+    """AlpacaEval ``generator`` string of a run: method/model/dataset/beta~b/w~w[/max_steps~n]/seed~s."""
     parts = [str(tags.get(k, "?")) for k in ("method", "model", "dataset")]
-    parts += [f"{k}~{tags[k]}" for k in ("beta", "aux_weight", "seed") if tags.get(k) is not None]
+    parts += [f"{k}~{tags[k]}" for k in ("beta", "aux_weight", "max_steps", "seed") if tags.get(k) is not None]
     return "/".join(parts)
 
 

@@ -89,6 +89,7 @@ def metrics_row(metrics: dict, where: str) -> dict:
         "method": str(_get(run, "method", where)),
         "beta": _num(run.get("beta")),
         "aux_weight": _num(run.get("aux_weight")),
+        "max_steps": _num(run.get("max_steps")),  # NaN: the stage's own budget
         "seed": int(_get(run, "seed", where)),
         "win_rate": float(_get(win, "value", where)),
         "win_rate_se": float(_get(win, "se", where)),

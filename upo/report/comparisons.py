@@ -38,11 +38,12 @@ from upo.report.stats import (
     percentile_ci,
     rejection_side,
 )
+from upo.report.table import with_point_columns
 
 SFT_METHOD = "sft"
 ALL_METHODS = "all"
 ORACLE_SUFFIX = "-oracle"
-POINT_COLUMNS = ["method", "beta", "aux_weight"]
+POINT_COLUMNS = ["method", "beta", "aux_weight", "max_steps"]  # a sweep point within one (dataset, model)
 
 
 def is_oracle(method: str) -> bool:
@@ -54,7 +55,7 @@ def is_oracle(method: str) -> bool:
 class Cell:
     """One (dataset, model): its groups, the metric columns and the shared bootstrap replicates.
 
-    ``points``: one row per group (method, beta, aux_weight, n_seeds), row i = group i of ``resampled``.
+    ``points``: one row per group (method, beta, aux_weight, max_steps, n_seeds), row i = group i of ``resampled``.
     ``metrics``: column names of the last axis: ``win_rate`` (fraction, not %), ``aux_<name>``..., ``kl``.
     """
 
@@ -108,6 +109,7 @@ def build_cells(
         n_boot, seed: bootstrap settings.
     """
     metrics = ["win_rate", *(f"aux_{a}" for a in aux), "kl"]
+    table = with_point_columns(table)
     cells = []
     for (dataset, model), cell in table.groupby(["dataset", "model"], sort=True):
         sources = list(cell["source"])
@@ -145,6 +147,7 @@ def build_cells(
 def _label(row: pd.Series) -> str:
     parts = [f"β={row['beta']:g}" if not math.isnan(row["beta"]) else ""]
     parts.append(f"w={row['aux_weight']:g}" if not math.isnan(row["aux_weight"]) else "")
+    parts.append(f"steps={row['max_steps']:g}" if not math.isnan(row.get("max_steps", math.nan)) else "")
     detail = ",".join(p for p in parts if p)
     return f"{row['method']}({detail})" if detail else row["method"]
 
@@ -181,7 +184,7 @@ def claims_table(cells: list[Cell], tested: list[str], level: float = 0.95) -> p
                         {
                             "dataset": cell.dataset, "model": cell.model, "aux": name,
                             "method": point["method"], "beta": point["beta"], "aux_weight": point["aux_weight"],
-                            "comparator": comparator, "kl": est[index, kl],
+                            "max_steps": point["max_steps"], "comparator": comparator, "kl": est[index, kl],
                             "comparator_kl_min": est[curve, kl].min(), "comparator_kl_max": est[curve, kl].max(),
                             "extrapolated": extrapolated,
                             "delta_win": 100.0 * delta[0], "delta_win_lo": low[0], "delta_win_hi": high[0],
@@ -259,7 +262,8 @@ def hypervolume_table(
                 for (_, point), front, (px, py) in zip(cell.points.loc[index].iterrows(), on_front, xy, strict=True):
                     point_rows.append({**common, "front_group": group, "method": point["method"],
                                        "beta": point["beta"], "aux_weight": point["aux_weight"],
-                                       "n_seeds": point["n_seeds"], "win_rate": 100.0 * px, "aux": py,
+                                       "max_steps": point["max_steps"], "n_seeds": point["n_seeds"],
+                                       "win_rate": 100.0 * px, "aux": py,
                                        "on_front": bool(front), "n_points": len(index), "hypervolume": value,
                                        "hv_ci_low": low, "hv_ci_high": high})  # fmt: skip
             for method in (m for m in tested if m in hv_reps):

@@ -70,22 +70,35 @@ def method_curves(points: pd.DataFrame) -> list[tuple[str, str, str | None, pd.D
     """Split seed-mean points into curves: (method, label, sweep column, points sorted by the sweep).
 
     A method sweeping one variable gives one curve; when the other variable also takes several
-    values (e.g. UPO over beta and w), each of its values gives its own curve.
+    values (e.g. UPO over beta and w), each of its values gives its own curve, and so does each step
+    budget of a method whose sweep sets ``max_steps`` for some points (labelled ``steps=N``).
     """
     curves = []
     for method in sorted(points["method"].unique()):
         if method == SFT_METHOD:
             continue
         sub = points[points["method"] == method]
-        var = sweep_variable(sub)
-        other = "beta" if var == "aux_weight" else "aux_weight"
-        if var is not None and sub[other].dropna().nunique() > 1:
-            for value, part in sub.groupby(other, sort=True):
-                label = f"{method} ({SWEEP_SYMBOL[other]}={value:g})"
-                curves.append((method, label, var, part.sort_values(var)))
-        else:
-            curves.append((method, method, var, sub.sort_values(var) if var else sub))
+        steps = sub["max_steps"] if "max_steps" in sub else pd.Series(np.nan, index=sub.index)
+        budgets = [(None, sub)] if steps.nunique(dropna=False) <= 1 else [
+            (value, sub[steps.isna()] if np.isnan(value) else sub[steps == value])
+            for value in sorted(steps.unique(), key=lambda v: (not np.isnan(v), v))
+        ]  # fmt: skip
+        for budget, part_budget in budgets:
+            suffix = "" if budget is None else f", steps={budget:g}" if not np.isnan(budget) else ""
+            curves += _sweep_curves(method, part_budget, suffix)
     return curves
+
+
+def _sweep_curves(method: str, sub: pd.DataFrame, suffix: str) -> list[tuple[str, str, str | None, pd.DataFrame]]:
+    var = sweep_variable(sub)
+    other = "beta" if var == "aux_weight" else "aux_weight"
+    if var is not None and sub[other].dropna().nunique() > 1:
+        return [
+            (method, f"{method} ({SWEEP_SYMBOL[other]}={value:g}{suffix})", var, part.sort_values(var))
+            for value, part in sub.groupby(other, sort=True)
+        ]
+    label = f"{method} ({suffix.removeprefix(', ')})" if suffix else method
+    return [(method, label, var, sub.sort_values(var) if var else sub)]
 
 
 def _colours(table: pd.DataFrame) -> dict[str, tuple]:

@@ -48,6 +48,7 @@ def read_ppo_logs(paths: list[str | Path]) -> pd.DataFrame:
             if key not in tags:
                 raise PlotError(f"{run_yaml}: tags.{key} is missing")
             log[key] = tags[key]
+        log["max_steps"] = tags.get("max_steps", 0)  # 0: the stage's budget (groupby drops NaN keys)
         frames.append(log)
     if not frames:
         raise PlotError("no PPO train logs given")
@@ -61,12 +62,13 @@ def plot_ppo_curves(logs: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     cmap = plt.get_cmap("tab10")
     for row_axes, (dataset, model) in zip(axes, cells, strict=True):
         cell = logs[(logs["dataset"] == dataset) & (logs["model"] == model)]
-        runs = sorted(cell.groupby(["method", "beta", "aux_weight", "seed"]), key=lambda item: item[0])
+        runs = sorted(cell.groupby(["method", "beta", "aux_weight", "max_steps", "seed"]), key=lambda item: item[0])
         for ax, (column, ylabel) in zip(row_axes, PANELS, strict=True):
-            for index, ((method, beta, weight, seed), run) in enumerate(runs):
+            for index, ((method, beta, weight, steps, seed), run) in enumerate(runs):
                 if column in run and run[column].notna().any():
+                    budget = f" steps={steps:g}" if steps else ""
                     ax.plot(run["step"], run[column], color=cmap(index % 10), lw=1.2,
-                            label=f"{method} β={beta:g} w={weight:g} seed {seed}")  # fmt: skip
+                            label=f"{method} β={beta:g} w={weight:g}{budget} seed {seed}")  # fmt: skip
             if not ax.lines:  # say so rather than leave an unexplained blank
                 ax.text(0.5, 0.5, f"{column} not logged", ha="center", va="center", transform=ax.transAxes)
             ax.set(title=f"{dataset} / {model}", xlabel="PPO step", ylabel=ylabel)

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]
+from upo.report.table import POINT_COLUMNS, with_point_columns
+
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 COLUMNS = [
     *POINT_COLUMNS,
@@ -53,7 +54,7 @@ def compared_metrics(table: pd.DataFrame) -> list[str]:
 
 def _normalised(table: pd.DataFrame) -> pd.DataFrame:
     """The table as read back from CSV, so a fresh table and a committed file have the same dtypes."""
-    return pd.read_csv(io.StringIO(table.to_csv(index=False)))
+    return with_point_columns(pd.read_csv(io.StringIO(table.to_csv(index=False))))
 
 
 def point_stats(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -156,8 +157,8 @@ def comparison_markdown(comparison: pd.DataFrame, reference_dir: str | Path, jud
     if len(outside):
         lines += [
             "",
-            "| dataset | model | method | beta | w | metric | new | reference | difference | combined SE |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| dataset | model | method | beta | w | steps | metric | new | reference | difference | combined SE |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for _, r in outside.iterrows():
             point = " | ".join("–" if r[c] != r[c] else f"{r[c]:g}" if isinstance(r[c], float) else str(r[c])

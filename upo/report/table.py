@@ -9,9 +9,21 @@ import pandas as pd
 
 from upo.report.stats import mean_se
 
-POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight"]  # one sweep point
+# one sweep point; max_steps is NaN for a point at its stage's own step budget (no steps~ path segment)
+POINT_COLUMNS = ["dataset", "model", "method", "beta", "aux_weight", "max_steps"]
 KEY_COLUMNS = [*POINT_COLUMNS, "seed"]  # one run
 SFT_METHOD = "sft"
+
+
+def with_point_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a NaN ``max_steps`` column added when it lacks one: tables written before sweep
+    points could set their own step budget (committed reference results) read as points at the stage budget."""
+    if "max_steps" in table.columns:
+        return table
+    at = list(table.columns).index("aux_weight") + 1 if "aux_weight" in table.columns else len(table.columns)
+    table = table.copy()
+    table.insert(at, "max_steps", float("nan"))
+    return table
 
 
 class AggregateError(ValueError):
@@ -30,6 +42,7 @@ def seed_means(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     when the point has >= 2 seeds, otherwise the single run's own ``c_se`` (SE over prompts) when the
     table has one. ``se_over`` says which ("seeds" or "prompts"); ``n_seeds`` counts the seeds.
     """
+    table = with_point_columns(table)
     missing = [c for c in [*KEY_COLUMNS, *columns] if c not in table.columns]
     if missing:
         raise AggregateError(f"tidy table lacks column(s) {missing}")

@@ -42,20 +42,27 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in sorted({*CONFIG["models"], *JUDGE_MODELS})),
     beta=r"[0-9.e+-]+",
     w=r"[0-9.e+-]+",
+    budget=r"(/steps~\d+)?",  # a sweep point's own step budget, or empty (paths.budget_segment)
     seed=r"\d+",
     rundir=r"results/(sft|runs)/.+",
 
 
 def run_dirs():
-    return [
-        paths.run_dir(
-            **{
-                k: r[k]
-                for k in ("dataset", "model", "method", "beta", "aux_weight", "seed")
-            }
-        )
-        for r in RUNS
-    ]
+    return [paths.run_dir(**sweeps.run_key(r)) for r in RUNS]
+
+
+def run_wildcards(wildcards):
+    """resolve_run's keywords from a preference rule's wildcards."""
+    steps = wildcards.budget.removeprefix("/steps~")
+    return {
+        "dataset": wildcards.dataset,
+        "model": wildcards.model,
+        "method": wildcards.method,
+        "beta": wildcards.beta,
+        "aux_weight": wildcards.w,
+        "max_steps": int(steps) if steps else None,
+        "seed": int(wildcards.seed),
+    }
 
 
 def sft_dirs():
@@ -153,28 +160,11 @@ def fold_inputs(name):
 
 def preference_scores_input(wildcards):
     """The cross-fitted scores a preference run reads (relabel-dpo), else nothing."""
-    return sweeps.scores_input(
-        CONFIG,
-        wildcards.dataset,
-        wildcards.model,
-        wildcards.method,
-        wildcards.beta,
-        wildcards.w,
-        int(wildcards.seed),
-    )
+    return sweeps.scores_input(CONFIG, **run_wildcards(wildcards))
 
 
 def preference_run_config(wildcards):
-    run = sweeps.resolve_run(
-        CONFIG,
-        wildcards.dataset,
-        wildcards.model,
-        wildcards.method,
-        wildcards.beta,
-        wildcards.w,
-        int(wildcards.seed),
-    )
-    return json.dumps(run)
+    return json.dumps(sweeps.resolve_run(CONFIG, **run_wildcards(wildcards)))
 
 
 def model_lengths(wildcards):

@@ -109,9 +109,9 @@ rule train_reward_model:
 # Resolved run.yaml of one preference run (method x model x sweep point x seed).
 rule write_run_config:
     output:
-        "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+        "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run.yaml",
     log:
-        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run_yaml.log",
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run_yaml.log",
     conda:
         "../envs/upo.yaml"
     params:
@@ -123,20 +123,20 @@ rule write_run_config:
 # Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
 rule train_offline:
     input:
-        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run.yaml",
         sft="results/sft/{dataset}/{model}/model",
         ref="results/ref_logps/{dataset}/{model}.pt",
         data="resources/data/{dataset}/train.jsonl",
         scores=preference_scores_input,  # relabel-dpo only (relabel.smk)
     output:
         model=directory(
-            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
+            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/model"
         ),
-        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_summary.json",
+        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train_summary.json",
     log:
-        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.log",
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.log",
     benchmark:
-        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.tsv"
+        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.tsv"
     wildcard_constraints:
         method="|".join(OFFLINE_METHODS) or NO_METHOD,
     conda:
@@ -151,20 +151,20 @@ rule train_offline:
 # Online RLHF-PPO against the reward model plus weighted auxiliary rewards.
 rule train_ppo:
     input:
-        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/run.yaml",
+        cfg="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run.yaml",
         sft="results/sft/{dataset}/{model}/model",
         rm="results/reward_model/{dataset}/{model}/model",
         data="resources/data/{dataset}/train.jsonl",
     output:
         model=directory(
-            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/model"
+            "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/model"
         ),
-        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_summary.json",
-        curves="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train_log.csv",
+        summary="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train_summary.json",
+        curves="results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train_log.csv",
     log:
-        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.log",
+        "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.log",
     benchmark:
-        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}/seed~{seed}/train.tsv"
+        "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.tsv"
     wildcard_constraints:
         method="|".join(PPO_METHODS) or NO_METHOD,
     conda:
