@@ -47,6 +47,16 @@ def budget_segment(max_steps: int | None) -> str:
     return "" if max_steps is None else f"/steps~{int(max_steps)}"
 
 
+def parse_budget_segment(segment: str) -> int | None:
+    """Inverse of :func:`budget_segment` (the workflow's ``{budget}`` wildcard)."""
+    if not segment:
+        return None
+    match = re.fullmatch(r"/steps~(\d+)", segment)
+    if not match:
+        raise ValueError(f"{segment!r} is not a budget segment ('' or '/steps~N')")
+    return int(match.group(1))
+
+
 def run_dir(
     dataset: str, model: str, method: str, beta, aux_weight, seed: int, root: str = "results", max_steps=None
 ) -> str:

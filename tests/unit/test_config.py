@@ -57,6 +57,8 @@ def test_run_dir_round_trip():
     path = paths.run_dir(**budget)
     assert path == "results/runs/default/smollm2-135m/relabel-dpo/beta~0.1/w~0.3/steps~25/seed~1"
     assert paths.parse_run_dir(path) == budget
+    assert paths.parse_budget_segment(paths.budget_segment(25)) == 25
+    assert paths.parse_budget_segment(paths.budget_segment(None)) is None
     with pytest.raises(ValueError, match="not a run directory"):
         paths.parse_run_dir("results/sft/default/pico")
 

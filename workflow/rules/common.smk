@@ -53,14 +53,13 @@ def run_dirs():
 
 def run_wildcards(wildcards):
     """resolve_run's keywords from a preference rule's wildcards."""
-    steps = wildcards.budget.removeprefix("/steps~")
     return {
         "dataset": wildcards.dataset,
         "model": wildcards.model,
         "method": wildcards.method,
         "beta": wildcards.beta,
         "aux_weight": wildcards.w,
-        "max_steps": int(steps) if steps else None,
+        "max_steps": paths.parse_budget_segment(wildcards.budget),
         "seed": int(wildcards.seed),
     }
 
