@@ -14,12 +14,10 @@ rule write_rm_fold_config:
         "logs/results/reward_model/{dataset}/{model}/fold~{fold}/run_yaml.log",
     wildcard_constraints:
         fold=r"\d+",
-    conda:
-        "../envs/upo.yaml"
     params:
         run=rm_fold_run_config,
-    shell:
-        "python -m upo write-run-config --json {params.run:q} --out {output:q} > {log:q} 2>&1"
+    run:
+        sweeps.write_run_yaml(params.run, output[0], log[0])
 
 
 # A reward model trained on every fold of the pairs but {fold}; fold.json lists the pairs it saw.
