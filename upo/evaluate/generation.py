@@ -23,6 +23,7 @@ from upo.io import read_jsonl, write_jsonl
 from upo.losses.base import sampling_prefix
 from upo.models.loading import load_model_and_tokenizer
 from upo.models.sampling import decode_responses, encode_prompts, sample_token_ids, stop_token_ids
+from upo.startup import TRANSFORMERS_MODULES, libraries_outside_gc
 
 
 def prompt_to_instruction(messages: list[dict]) -> str:
@@ -201,6 +202,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m upo generate", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="run directory holding run.yaml and model/")
     args = parser.parse_args(argv)
-    path = generate_run(args.run_dir)
+    with libraries_outside_gc(TRANSFORMERS_MODULES):  # ~0.4 s less CPU of a pico run's ~4.6 s job
+        path = generate_run(args.run_dir)
     print(f"wrote {path}", file=sys.stderr)
     return 0
