@@ -77,6 +77,15 @@ def parse_run_dir(path: str | Path) -> dict:
     return row
 
 
+def model_of(folder: str | Path) -> str:
+    """The model size of an SFT or run folder (``results/{sft,runs}/<dataset>/<model>/...``)."""
+    parts = Path(folder).parts
+    for index, part in enumerate(parts[:-2]):
+        if part in ("sft", "runs"):
+            return parts[index + 2]
+    raise ValueError(f"{folder!r} is not an SFT or run folder (…/sft|runs/<dataset>/<model>/…)")
+
+
 def sft_dir(dataset: str, model: str, root: str = "results") -> str:
     return f"{root}/sft/{dataset}/{model}"
 

@@ -157,3 +157,17 @@ def test_cli_reports_a_missing_run_config_in_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "run.yaml: run config not found" in err and "Traceback" not in err
+
+
+def test_model_of_a_run_or_sft_folder():
+    assert paths.model_of("results/runs/default/smollm2-135m/dpo/beta~3/w~0/steps~3/seed~0") == "smollm2-135m"
+    assert paths.model_of("results/sft/default/pico") == "pico"
+    with pytest.raises(ValueError, match="not an SFT or run folder"):
+        paths.model_of("results/reward_model/default/pico")
+
+
+def test_larger_models_are_scheduled_first():
+    from upo.models.loading import scheduling_priority
+
+    assert scheduling_priority("smollm2-135m") > scheduling_priority("nano") > scheduling_priority("pico") > 0
+    assert scheduling_priority("not-a-model") == 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,18 @@ MODEL_TABLE: dict[str, ModelSpec] = {
 MODELS: Registry[ModelSpec] = Registry("model")
 for _name, _spec in MODEL_TABLE.items():
     MODELS.register(_name, _spec)
+
+
+def scheduling_priority(name: str) -> int:
+    """Job priority of a model size: the order of magnitude of its parameter count (0 when unknown).
+
+    A larger model's jobs are the DAG's longest chain (conversion, reference log-probs, training,
+    sampling, evaluation, each several times a small model's job); starting them first (longest
+    processing time first) keeps them from being left for the end, after the small model's many short
+    jobs, where they alone decide the run's wall time.
+    """
+    spec = MODEL_TABLE.get(name)
+    return int(math.log10(spec.approx_params)) if spec is not None and spec.approx_params > 0 else 0
 
 
 def get_spec(name: str) -> ModelSpec:

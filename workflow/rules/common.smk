@@ -10,6 +10,7 @@ from upo import paths
 from upo import preference_source
 from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
+from upo.models import loading
 from upo.strict import check_finite
 
 # .nan / .inf anywhere, named by key, before the schema (JSON schema cannot express finiteness)
@@ -109,6 +110,12 @@ def stage_threads(stage):
         return sweeps.stage_config(CONFIG, wildcards.model, stage).train.threads or 1
 
     return threads
+
+
+def model_priority(wildcards):
+    """Larger model sizes first (upo.models.loading.scheduling_priority): their chain of long jobs."""
+    model = wildcards.get("model") or paths.model_of(wildcards.rundir)
+    return loading.scheduling_priority(model)
 
 
 def dataset_inputs(wildcards):

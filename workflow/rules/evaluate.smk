@@ -13,6 +13,7 @@ rule generate:
         "logs/{rundir}/generate.log",
     benchmark:
         "benchmarks/{rundir}/generate.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: 1
@@ -36,6 +37,7 @@ rule evaluate:
         "logs/{rundir}/evaluate.log",
     benchmark:
         "benchmarks/{rundir}/evaluate.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: 1

@@ -36,6 +36,7 @@ rule train_reward_model_fold:
         "benchmarks/results/reward_model/{dataset}/{model}/fold~{fold}/train.tsv"
     wildcard_constraints:
         fold=r"\d+",
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")
@@ -60,6 +61,7 @@ rule score_preferences:
         "logs/results/preference_scores/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/preference_scores/{dataset}/{model}.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")

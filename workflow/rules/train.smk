@@ -35,6 +35,7 @@ rule train_sft:
         "logs/results/sft/{dataset}/{model}/train.log",
     benchmark:
         "benchmarks/results/sft/{dataset}/{model}/train.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("sft")
@@ -56,6 +57,7 @@ rule ref_logps:
         "logs/results/ref_logps/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/ref_logps/{dataset}/{model}.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("preference")
@@ -94,6 +96,7 @@ rule train_reward_model:
         "logs/results/reward_model/{dataset}/{model}/train.log",
     benchmark:
         "benchmarks/results/reward_model/{dataset}/{model}/train.tsv"
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")
@@ -134,6 +137,7 @@ rule train_offline:
         "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.tsv"
     wildcard_constraints:
         method="|".join(OFFLINE_METHODS) or NO_METHOD,
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("preference")
@@ -162,6 +166,7 @@ rule train_ppo:
         "benchmarks/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/train.tsv"
     wildcard_constraints:
         method="|".join(PPO_METHODS) or NO_METHOD,
+    priority: model_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("preference")
