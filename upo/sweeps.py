@@ -339,14 +339,15 @@ def resolve_run(
     return validated(run)
 
 
-def validated(run: dict) -> dict:
-    """Type-check the run (RunConfig with every section, loss keywords); return it as plain data."""
-    from upo.losses import get_loss
-
+def validated(run: dict, check_loss: bool = True) -> dict:
+    """Type-check the run (RunConfig with every section, and the loss keywords against the loss unless
+    ``check_loss`` is False: that check imports the loss registry, hence torch); return it as plain data."""
     where = run.get("output_dir", "run")
     try:
         config = from_dict(RunConfig, run)
-        if config.loss is not None:
+        if check_loss and config.loss is not None:
+            from upo.losses import get_loss
+
             get_loss(config.loss.name, **config.loss.kwargs)
     except (ConfigError, ValueError, KeyError) as error:
         raise ConfigError(f"{where}: {error}") from None

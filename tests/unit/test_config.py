@@ -171,3 +171,5 @@ def test_larger_models_are_scheduled_first():
 
     assert scheduling_priority("smollm2-135m") > scheduling_priority("nano") > scheduling_priority("pico") > 0
     assert scheduling_priority("not-a-model") == 0
+    # a gate (SFT, reference log-probs, reward model) of the smallest size before any size's runs
+    assert scheduling_priority("pico", gate=True) > scheduling_priority("llama-13b")

@@ -8,7 +8,6 @@ from snakemake.utils import validate
 from upo import checks
 from upo import paths
 from upo import preference_source
-from upo import run_yaml
 from upo import sweeps
 from upo.evaluate import judge_card as _judge_card
 from upo.models import table as model_table
@@ -114,9 +113,14 @@ def stage_threads(stage):
 
 
 def model_priority(wildcards):
-    """Larger model sizes first (upo.models.table.scheduling_priority): their chain of long jobs."""
+    """Larger model sizes first (upo.models.table.scheduling_priority)."""
     model = wildcards.get("model") or paths.model_of(wildcards.rundir)
     return model_table.scheduling_priority(model)
+
+
+def gate_priority(wildcards):
+    """Jobs that a size's runs all wait for (SFT, reference log-probs, reward models) before any run."""
+    return model_table.scheduling_priority(wildcards.model, gate=True)
 
 
 def dataset_inputs(wildcards):

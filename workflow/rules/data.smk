@@ -11,7 +11,7 @@ rule prepare_model:
         "logs/resources/models/{model}.log",
     benchmark:
         "benchmarks/resources/models/{model}.tsv"
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     resources:

@@ -16,8 +16,10 @@ rule write_rm_fold_config:
         fold=r"\d+",
     params:
         run=rm_fold_run_config,
-    run:
-        run_yaml.write_run_yaml(params.run, output[0], log[0])
+    conda:
+        "../envs/upo.yaml"
+    shell:
+        "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # A reward model trained on every fold of the pairs but {fold}; fold.json lists the pairs it saw.
@@ -36,7 +38,7 @@ rule train_reward_model_fold:
         "benchmarks/results/reward_model/{dataset}/{model}/fold~{fold}/train.tsv"
     wildcard_constraints:
         fold=r"\d+",
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")
@@ -61,7 +63,7 @@ rule score_preferences:
         "logs/results/preference_scores/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/preference_scores/{dataset}/{model}.tsv"
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")

@@ -8,8 +8,8 @@ localrules:
 
 
 # The run.yaml rules: the config is resolved and validated when the DAG is built (params), so a
-# changed setting reruns exactly the runs it touches; the job only writes the file, inside Snakemake's
-# own process (a run: block: no Python start-up and torch import per run, ~1.5 CPU s each).
+# changed setting reruns exactly the runs it touches; the job only type-checks and writes the file
+# (--resolved: no torch import; not a run: block, which Snakemake runs in a new Snakemake process).
 # Resolved run.yaml of the SFT stage (reproduce with: python -m upo train <this file>).
 rule write_sft_config:
     output:
@@ -18,8 +18,10 @@ rule write_sft_config:
         "logs/results/sft/{dataset}/{model}/run_yaml.log",
     params:
         run=sft_run_config,
-    run:
-        run_yaml.write_run_yaml(params.run, output[0], log[0])
+    conda:
+        "../envs/upo.yaml"
+    shell:
+        "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # SFT on the chosen responses: its model is the reference of every preference run.
@@ -35,7 +37,7 @@ rule train_sft:
         "logs/results/sft/{dataset}/{model}/train.log",
     benchmark:
         "benchmarks/results/sft/{dataset}/{model}/train.tsv"
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("sft")
@@ -57,7 +59,7 @@ rule ref_logps:
         "logs/results/ref_logps/{dataset}/{model}.log",
     benchmark:
         "benchmarks/results/ref_logps/{dataset}/{model}.tsv"
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("preference")
@@ -79,8 +81,10 @@ rule write_rm_config:
         "logs/results/reward_model/{dataset}/{model}/run_yaml.log",
     params:
         run=rm_run_config,
-    run:
-        run_yaml.write_run_yaml(params.run, output[0], log[0])
+    conda:
+        "../envs/upo.yaml"
+    shell:
+        "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Bradley-Terry reward model on the same pairs (for RLHF-PPO).
@@ -96,7 +100,7 @@ rule train_reward_model:
         "logs/results/reward_model/{dataset}/{model}/train.log",
     benchmark:
         "benchmarks/results/reward_model/{dataset}/{model}/train.tsv"
-    priority: model_priority
+    priority: gate_priority
     conda:
         "../envs/upo.yaml"
     threads: stage_threads("reward_model")
@@ -114,8 +118,10 @@ rule write_run_config:
         "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run_yaml.log",
     params:
         run=preference_run_config,
-    run:
-        run_yaml.write_run_yaml(params.run, output[0], log[0])
+    conda:
+        "../envs/upo.yaml"
+    shell:
+        "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Offline preference training (DPO, UPO, relabelled DPO: the loss comes from the registry).
