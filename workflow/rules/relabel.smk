@@ -14,10 +14,10 @@ rule write_rm_fold_config:
         "logs/results/reward_model/{dataset}/{model}/fold~{fold}/run_yaml.log",
     wildcard_constraints:
         fold=r"\d+",
-    params:
-        run=rm_fold_run_config,
     conda:
         "../envs/upo.yaml"
+    params:
+        run=rm_fold_run_config,
     shell:
         "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 

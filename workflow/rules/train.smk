@@ -16,10 +16,10 @@ rule write_sft_config:
         "results/sft/{dataset}/{model}/run.yaml",
     log:
         "logs/results/sft/{dataset}/{model}/run_yaml.log",
-    params:
-        run=sft_run_config,
     conda:
         "../envs/upo.yaml"
+    params:
+        run=sft_run_config,
     shell:
         "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
@@ -79,10 +79,10 @@ rule write_rm_config:
         "results/reward_model/{dataset}/{model}/run.yaml",
     log:
         "logs/results/reward_model/{dataset}/{model}/run_yaml.log",
-    params:
-        run=rm_run_config,
     conda:
         "../envs/upo.yaml"
+    params:
+        run=rm_run_config,
     shell:
         "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
@@ -116,10 +116,10 @@ rule write_run_config:
         "results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run.yaml",
     log:
         "logs/results/runs/{dataset}/{model}/{method}/beta~{beta}/w~{w}{budget}/seed~{seed}/run_yaml.log",
-    params:
-        run=preference_run_config,
     conda:
         "../envs/upo.yaml"
+    params:
+        run=preference_run_config,
     shell:
         "python -m upo write-run-config --resolved --json {params.run:q} --out {output:q} > {log:q} 2>&1"
 
