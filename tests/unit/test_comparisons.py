@@ -17,7 +17,7 @@ def cell_table(points: list[tuple]) -> tuple[pd.DataFrame, dict]:
     for method, beta, weight, seed, win, aux, kl in points:
         source = f"{method}/{beta}/{weight}/{seed}"
         rows.append({"dataset": "d", "model": "m", "method": method, "beta": beta, "aux_weight": weight,
-                     "seed": seed, "win_rate": 100 * win, "aux_readability": aux, "kl": kl,
+                     "max_steps": float("nan"), "seed": seed, "win_rate": 100 * win, "aux_readability": aux, "kl": kl,
                      "source": source})  # fmt: skip
         scores[source] = {
             f"p{i}": {"preference": win, "aux": {"readability": aux}, "kl": kl} for i in range(N_PROMPTS)

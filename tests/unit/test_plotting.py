@@ -20,7 +20,7 @@ def synthetic_table() -> pd.DataFrame:
                 rows.append(
                     {
                         "dataset": "default", "model": model, "method": method, "beta": beta,
-                        "aux_weight": weight, "seed": seed,
+                        "aux_weight": weight, "max_steps": None, "seed": seed,
                         "win_rate": 50 + 10 * (method != "sft") - 2 * (weight or 0) + 10 * (beta or 0) + seed,
                         "win_rate_se": 2.0, "kl": None if method == "sft" else 1 + (weight or 0),
                         "kl_se": 0.1, "aux_readability": 0.4 + 0.1 * (weight or 0) + 0.01 * seed,

@@ -26,6 +26,7 @@ def table(rows: list[tuple]) -> pd.DataFrame:
     frame["aux_readability_raw"] = 60.0
     frame["kl_se"] = 0.5
     frame["judge"] = "abc"
+    frame.insert(5, "max_steps", float("nan"))  # after aux_weight, as upo aggregate writes it
     return frame
 
 

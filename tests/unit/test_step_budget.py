@@ -17,7 +17,7 @@ import yaml
 from upo.report.comparisons import build_cells, claims_table
 from upo.report.plotting import method_curves
 from upo.report.summary import results_section
-from upo.report.table import seed_means, with_point_columns
+from upo.report.table import AggregateError, seed_means, with_point_columns
 from upo.strict import ConfigError
 from upo.sweeps import resolve_run, run_key, run_table
 
@@ -113,3 +113,19 @@ def test_tables_written_before_budgets_read_as_stage_budget_points():
     new = with_point_columns(old)
     assert list(new.columns) == ["dataset", "model", "method", "beta", "aux_weight", "max_steps"]
     assert np.isnan(new["max_steps"].iloc[0]) and "max_steps" not in old.columns
+
+
+def test_old_csv_tables_gain_the_column_where_they_are_read(tmp_path):
+    """The committed real-smoke reference predates step budgets: its CSV is read by the reference
+    comparison and the figures, which add the column; the in-memory consumers require it."""
+    from upo.report.plotting import read_table
+    from upo.report.reference import load_reference
+
+    reference = Path(__file__).resolve().parents[2] / "results" / "reference" / "real-smoke"
+    old = pd.read_csv(reference / "metrics.csv")
+    assert "max_steps" not in old.columns
+    assert load_reference(reference)["max_steps"].isna().all()
+    old.to_csv(tmp_path / "metrics.csv", index=False)
+    assert read_table(tmp_path / "metrics.csv")["max_steps"].isna().all()
+    with pytest.raises(AggregateError, match="max_steps"):
+        seed_means(old, ["win_rate"])

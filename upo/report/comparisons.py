@@ -38,7 +38,6 @@ from upo.report.stats import (
     percentile_ci,
     rejection_side,
 )
-from upo.report.table import with_point_columns
 
 SFT_METHOD = "sft"
 ALL_METHODS = "all"
@@ -109,7 +108,6 @@ def build_cells(
         n_boot, seed: bootstrap settings.
     """
     metrics = ["win_rate", *(f"aux_{a}" for a in aux), "kl"]
-    table = with_point_columns(table)
     cells = []
     for (dataset, model), cell in table.groupby(["dataset", "model"], sort=True):
         sources = list(cell["source"])

@@ -30,7 +30,7 @@ import pandas as pd
 from upo.report.comparisons import is_oracle
 from upo.report.figures import PlotError, _save, _subplots, plt
 from upo.report.frontier import pareto_front
-from upo.report.table import SFT_METHOD, aux_names, seed_means
+from upo.report.table import SFT_METHOD, aux_names, seed_means, with_point_columns
 
 REQUIRED_COLUMNS = [
     "dataset", "model", "method", "beta", "aux_weight", "seed", "win_rate", "win_rate_se",
@@ -45,7 +45,7 @@ ERROR_NOTE = "error bars: SE over seeds (over prompts for single-seed points)"
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read the tidy table and check the columns every figure needs."""
     try:
-        table = pd.read_csv(path)
+        table = with_point_columns(pd.read_csv(path))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise PlotError(f"{path}: cannot read the tidy table: {error}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -78,7 +78,7 @@ def method_curves(points: pd.DataFrame) -> list[tuple[str, str, str | None, pd.D
         if method == SFT_METHOD:
             continue
         sub = points[points["method"] == method]
-        steps = sub["max_steps"] if "max_steps" in sub else pd.Series(np.nan, index=sub.index)
+        steps = sub["max_steps"]
         budgets = [(None, sub)] if steps.nunique(dropna=False) <= 1 else [
             (value, sub[steps.isna()] if np.isnan(value) else sub[steps == value])
             for value in sorted(steps.unique(), key=lambda v: (not np.isnan(v), v))

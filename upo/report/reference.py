@@ -54,7 +54,7 @@ def compared_metrics(table: pd.DataFrame) -> list[str]:
 
 def _normalised(table: pd.DataFrame) -> pd.DataFrame:
     """The table as read back from CSV, so a fresh table and a committed file have the same dtypes."""
-    return with_point_columns(pd.read_csv(io.StringIO(table.to_csv(index=False))))
+    return pd.read_csv(io.StringIO(table.to_csv(index=False)))
 
 
 def point_stats(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
     path = Path(reference_dir) / "metrics.csv"
     if not path.is_file():
         raise ReferenceComparisonError(f"{path}: reference table not found")
-    return pd.read_csv(path)
+    return with_point_columns(pd.read_csv(path))
 
 
 def judges(table: pd.DataFrame) -> set[str]:

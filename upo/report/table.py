@@ -17,7 +17,11 @@ SFT_METHOD = "sft"
 
 def with_point_columns(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with a NaN ``max_steps`` column added when it lacks one: tables written before sweep
-    points could set their own step budget (committed reference results) read as points at the stage budget."""
+    points could set their own step budget read as points at the stage budget.
+
+    Applied only where a tidy table is read from a file (``upo.report.plotting.read_table``,
+    ``upo.report.reference.load_reference``); tables built by ``upo aggregate`` always carry the column.
+    """
     if "max_steps" in table.columns:
         return table
     at = list(table.columns).index("aux_weight") + 1 if "aux_weight" in table.columns else len(table.columns)
@@ -42,7 +46,6 @@ def seed_means(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     when the point has >= 2 seeds, otherwise the single run's own ``c_se`` (SE over prompts) when the
     table has one. ``se_over`` says which ("seeds" or "prompts"); ``n_seeds`` counts the seeds.
     """
-    table = with_point_columns(table)
     missing = [c for c in [*KEY_COLUMNS, *columns] if c not in table.columns]
     if missing:
         raise AggregateError(f"tidy table lacks column(s) {missing}")
