@@ -18,12 +18,15 @@ import pandas as pd
 KEYS = ["kind", "model"]
 
 
-def compare(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
-    """One row per (kind, model) in either profile: jobs and mean wall s before and after, after / before."""
-    for name, table in (("before", before), ("after", after)):
+def compare(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str] = ("before", "after")) -> pd.DataFrame:
+    """One row per (kind, model) in either profile: jobs and mean wall s before and after, after / before.
+
+    ``names`` name the two profiles in errors (``main`` passes their file paths).
+    """
+    for name, table in zip(names, (before, after), strict=True):
         missing = [c for c in [*KEYS, "jobs", "mean_wall_s"] if c not in table.columns]
         if missing:
-            raise ValueError(f"{name} profile lacks column(s) {missing}")
+            raise ValueError(f"{name}: profile lacks column(s) {missing}")
     merged = pd.merge(
         before[[*KEYS, "jobs", "mean_wall_s"]],
         after[[*KEYS, "jobs", "mean_wall_s"]],
@@ -57,7 +60,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("after", type=Path)
     parser.add_argument("--out", type=Path, help="write the markdown table here (default: stdout)")
     args = parser.parse_args(argv)
-    table = markdown(compare(pd.read_csv(args.before), pd.read_csv(args.after)))
+    profiles = []
+    for path in (args.before, args.after):
+        try:
+            profiles.append(pd.read_csv(path))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            parser.error(f"{path}: cannot read the cost profile: {error}")
+    try:
+        table = markdown(compare(*profiles, names=(str(args.before), str(args.after))))
+    except ValueError as error:
+        parser.error(str(error))
     if args.out:
         args.out.write_text(table, encoding="utf-8")
     else:

@@ -38,6 +38,12 @@ def test_ratio_per_kind_and_kinds_in_one_profile_only(module, tmp_path):
     assert "| generate | pico | 40 | 6.0 | – | – | – |" in text
 
 
-def test_missing_column_is_named(module):
-    with pytest.raises(ValueError, match="before profile lacks"):
+def test_missing_column_and_bad_file_are_named(module, tmp_path, capsys):
+    with pytest.raises(ValueError, match="before: profile lacks"):
         module.compare(pd.DataFrame({"kind": []}), profile([]))
+    profile([]).to_csv(tmp_path / "good.csv", index=False)
+    pd.DataFrame({"kind": ["x"]}).to_csv(tmp_path / "short.csv", index=False)
+    for bad, message in ((tmp_path / "short.csv", "profile lacks column"), (tmp_path / "none.csv", "cannot read")):
+        with pytest.raises(SystemExit):
+            module.main([str(tmp_path / "good.csv"), str(bad)])
+        assert f"{bad}: {message}" in capsys.readouterr().err
