@@ -24,6 +24,7 @@ from upo.evaluate import api_judges, judges
 from upo.evaluate.evaluation import EvalConfig
 from upo.evaluate.judge_card import JudgeCardConfig, build_card
 from upo.evaluate.verdict_cache import VerdictCache
+from upo.report.aggregate import judge_hash
 
 NAME = "fake_api_judge"
 PRICE, TOKENS, SECONDS = 0.002, 120, 0.25  # what the fake API reports per prompt
@@ -183,6 +184,17 @@ def test_card_and_win_rate_verdicts_do_not_mix(fake_api, tmp_path):
     as_shown = api_judges.CachedAnnotator(path, identity, cache, randomize_order=False)
     assert switched.identity_sha != as_shown.identity_sha
     assert switched.cache_identity["randomize_output_order"] == {NAME: True}
+
+
+def test_editing_the_annotator_config_changes_the_judge(fake_api):
+    """Another API model or temperature in configs.yaml is another judge: tables must not merge them."""
+    from alpaca_eval import constants
+
+    before = judges.judge_identity(EvalConfig(judge=NAME))
+    write_config(constants.EVALUATORS_CONFIG_DIR, 0.3)
+    after = judges.judge_identity(EvalConfig(judge=NAME))
+    assert before["config"]["annotators_config_sha256"] != after["config"]["annotators_config_sha256"]
+    assert judge_hash(before) != judge_hash(after)
 
 
 def test_failed_annotations_raise_and_keep_the_rest(fake_api, tmp_path, monkeypatch):

@@ -17,8 +17,8 @@ Cost, per verdict, from the annotation rows AlpacaEval returns:
 A pair with identical outputs is decided (1.5, a draw) by AlpacaEval without calling its annotator:
 zero seconds, dollars and tokens.
 
-The cache identity is the judge identity (``upo.evaluate.judges.judge_identity``, which keys the tables)
-plus what else changes a verdict here: the annotator config file's hash, whether AlpacaEval switches the
+The cache identity is the judge identity (``upo.evaluate.judges.judge_identity``, which keys the tables and
+holds the annotator config file's hash) plus what else changes a verdict here: whether AlpacaEval switches the
 presentation order at random (seeded on the instruction; on for win rates, as ``alpaca_eval.evaluate``
 does, off for the judge card, which shows both orders itself) and the annotator seed.
 """
@@ -35,7 +35,6 @@ import pandas as pd
 import yaml
 
 from upo.evaluate.verdict_cache import VerdictCache, identity_digest, verdict_key
-from upo.io import sha256_file
 
 ANNOTATOR_SEED = 0  # alpaca_eval.evaluate's annotator seed: its order switch and its choice within a pool
 
@@ -114,8 +113,7 @@ class CachedAnnotator:
         self.batch_sizes = {name: int(c.get("batch_size", 1)) for name, c in configs.items()}
         self.judge_name = str(identity.get("name", ""))
         self.cache_identity = {
-            **identity,
-            "annotators_config_sha256": sha256_file(self.config_path),
+            **identity,  # its config names the annotator config's hash (``judges.judge_identity``)
             "randomize_output_order": orders,
             "annotator_seed": ANNOTATOR_SEED,
         }

@@ -141,7 +141,9 @@ def check_judge_available(eval_config: EvalConfig) -> None:
 def judge_identity(eval_config: EvalConfig) -> dict:
     """Who judged: name, options, judging-prompt and judge-weights hashes, AlpacaEval version.
 
-    Identical for every run judged the same way, so results can share one table.
+    Identical for every run judged the same way, so results can share one table. For an AlpacaEval
+    annotator the options are its ``configs.yaml`` (API model, temperature, decoding): its hash is part
+    of the identity, so editing the file gives a new judge hash instead of merging two judges' win rates.
     """
     name = eval_config.judge
     if name in JUDGES:
@@ -155,7 +157,7 @@ def judge_identity(eval_config: EvalConfig) -> dict:
     prompt_sha = sha256_text("".join(sha256_file(t) for t in templates if Path(t).is_file())) if templates else None
     return {
         "name": name,
-        "config": {"annotators_config": name},
+        "config": {"annotators_config": name, "annotators_config_sha256": sha256_file(alpaca_config_path(name))},
         "prompt_sha256": prompt_sha,
         "model_sha256": None,
         "package": alpaca_eval_version(),
