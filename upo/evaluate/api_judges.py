@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from upo.evaluate.verdict_cache import VerdictCache, identity_digest, verdict_key
+from upo.evaluate.verdict_cache import CachedPairJudge, VerdictCache
 
 ANNOTATOR_SEED = 0  # alpaca_eval.evaluate's annotator seed: its order switch and its choice within a pool
 
@@ -65,7 +65,7 @@ def completion_tokens(raw_completion: Any, batch_size: int) -> float | None:
     return None if total is None else total / batch_size
 
 
-class CachedAnnotator:
+class CachedAnnotator(CachedPairJudge):
     """An AlpacaEval annotator config as a pair scorer that asks the API only for uncached pairs.
 
     Args:
@@ -75,10 +75,11 @@ class CachedAnnotator:
         randomize_order: ``None`` keeps AlpacaEval's setting (random order switching unless the config
             says otherwise), as ``alpaca_eval.evaluate``; ``False`` shows output_1 first (judge cards).
 
-    Attributes (as :class:`upo.evaluate.verdict_cache.CachedScorer`, plus the API's costs):
-        judge_calls: times AlpacaEval's annotator was run; ``judged``: pairs it annotated;
-        ``cached``: pairs read back; per pair of the last call: ``seconds``, ``usd``, ``tokens``.
+    Attributes: as :class:`upo.evaluate.verdict_cache.CachedPairJudge` (``judge_calls`` counts the runs of
+    AlpacaEval's annotator), with dollars and tokens per pair.
     """
+
+    records_costs = True
 
     def __init__(
         self,
@@ -111,25 +112,22 @@ class CachedAnnotator:
                 f"cannot run them with is_randomize_output_order={randomize_order}"
             )
         self.batch_sizes = {name: int(c.get("batch_size", 1)) for name, c in configs.items()}
-        self.judge_name = str(identity.get("name", ""))
         self.cache_identity = {
             **identity,  # its config names the annotator config's hash (``judges.judge_identity``)
             "randomize_output_order": orders,
             "annotator_seed": ANNOTATOR_SEED,
         }
-        self.identity_sha = identity_digest(self.cache_identity)
-        self.cache = cache
-        self.judge_calls = 0
-        self.judged = 0
-        self.cached = 0
-        self.seconds: list[float] = []
-        self.usd: list[float | None] = []
-        self.tokens: list[float | None] = []
+        super().__init__(self.cache_identity, cache)
 
-    def _annotate(self, keys: list[str], rows: list[dict]) -> tuple[dict, dict, int]:
-        """Run AlpacaEval's annotator on ``rows``: ``({key: (verdict, seconds)}, {key: (usd, tokens)}, failed)``."""
+    def _judge_missing(self, instructions, outputs_1, outputs_2):
+        """Run AlpacaEval's annotator on these pairs; a pair without a usable verdict gets ``None`` and
+        an :class:`AnnotatorFailed` to raise once the others are stored."""
         from alpaca_eval.annotators import PairwiseAnnotator
 
+        rows = [
+            {"instruction": i, "output_1": a, "output_2": b}
+            for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
+        ]
         start = time.perf_counter()
         annotator = PairwiseAnnotator(
             annotators_config=str(self.config_path),
@@ -139,14 +137,14 @@ class CachedAnnotator:
         )
         annotated = annotator.annotate_pairs(rows)
         wall_per_pair = (time.perf_counter() - start) / len(rows)
-        self.judge_calls += 1
         by_pair = {(a["instruction"], a["output_1"], a["output_2"]): a for a in annotated}
-        verdicts, costs, failed = {}, {}, 0
-        for key, row in zip(keys, rows, strict=True):
+        verdicts, costs = [], []
+        for row in rows:
             result = by_pair.get((row["instruction"], row["output_1"], row["output_2"]), {})
             preference = _number(result.get("preference"))  # 1: output_1 wins, 2: output_2, 1.5 (or 0): draw
             if preference is None or not (preference == 0 or 1 <= preference <= 2):
-                failed += 1
+                verdicts.append(None)
+                costs.append((None, None))
                 continue
             if row["output_1"] == row["output_2"]:  # AlpacaEval decides these itself: no annotator call
                 seconds, usd, tokens = 0.0, 0.0, 0.0
@@ -156,45 +154,18 @@ class CachedAnnotator:
                 usd = _number(result.get("preference_price_per_example"))
                 batch_size = self.batch_sizes.get(str(result.get("annotator")), 1)
                 tokens = completion_tokens(result.get("preference_raw_completion"), batch_size)
-            verdicts[key] = (0.5 if preference == 0 else preference - 1.0, seconds)
-            costs[key] = (usd, tokens)
-        return verdicts, costs, failed
-
-    def __call__(self, instructions: list[str], outputs_1: list[str], outputs_2: list[str]) -> list[float]:
-        """P(output_2 beats output_1) per pair, from the cache or from AlpacaEval's annotator."""
-        keys = [
-            verdict_key(self.identity_sha, i, a, b) for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
-        ]
-        found = self.cache.get_many(keys) if self.cache is not None else {}
-        costs = self.cache.get_costs(keys) if self.cache is not None else {}
-        todo = [k for k in dict.fromkeys(keys) if k not in found]
-        if todo:
-            first = {k: n for n, k in reversed(list(enumerate(keys)))}  # first position of each key
-            rows = [
-                {"instruction": instructions[n], "output_1": outputs_1[n], "output_2": outputs_2[n]}
-                for n in (first[k] for k in todo)
-            ]
-            new, new_costs, failed = self._annotate(todo, rows)
-            self.judged += len(new)
-            if self.cache is not None:
-                self.cache.put_many(self.judge_name, new, new_costs)  # what it did judge is kept, even on failure
-            if failed:
-                raise AnnotatorFailed(
-                    f"AlpacaEval annotator {self.judge_name!r} ({self.config_path}) gave no verdict for {failed} of "
-                    f"{len(todo)} pairs (API error or unparsable completion; AlpacaEval logs why). The "
-                    f"{len(new)} verdicts it gave are cached{'' if self.cache is not None else ' (no cache here)'}; "
-                    "a rerun asks only for the rest."
-                )
-            found = {**found, **new}
-            costs = {**costs, **new_costs}
-        self.cached += len(keys) - len(todo)
-        if self.cache is not None:
-            self.cache.hits += len(keys) - len(todo)
-            self.cache.misses += len(todo)
-        self.seconds = [found[k][1] for k in keys]
-        self.usd = [costs.get(k, (None, None))[0] for k in keys]
-        self.tokens = [costs.get(k, (None, None))[1] for k in keys]
-        return [found[k][0] for k in keys]
+            verdicts.append((0.5 if preference == 0 else preference - 1.0, seconds))
+            costs.append((usd, tokens))
+        failed = sum(v is None for v in verdicts)
+        error = None
+        if failed:
+            kept = "cached" if self.cache is not None else "cached (no cache here)"
+            error = AnnotatorFailed(
+                f"AlpacaEval annotator {self.judge_name!r} ({self.config_path}) gave no verdict for {failed} of "
+                f"{len(rows)} pairs (API error or unparsable completion; AlpacaEval logs why). The "
+                f"{len(rows) - failed} verdicts it gave are {kept}; a rerun asks only for the rest."
+            )
+        return verdicts, costs, error
 
 
 def api_win_rate(

@@ -135,23 +135,26 @@ class VerdictCache:
             db.close()
 
 
-class CachedScorer:
-    """A pair scorer that asks the judge only for pairs the cache lacks, building the judge lazily.
+class CachedPairJudge:
+    """A pair judge behind the verdict cache: only pairs the cache lacks are judged, each once per call.
+
+    This class owns the bookkeeping every cached judge shares (keys, the misses in first-seen order,
+    storing new verdicts, the counters and the per-pair costs of the last call); a subclass only says how
+    to judge the misses (:meth:`_judge_missing`).
 
     Args:
-        make_scorer: builds the judge's pair scorer (called at most once, on the first miss: a fully
-            cached evaluation never loads the judge's model).
-        identity: the judge identity (``upo.evaluate.judges.judge_identity``).
-        cache: the verdict store; ``None`` calls the judge every time (seconds are still recorded).
+        identity: the judge identity (``upo.evaluate.judges.judge_identity``, or an extension of it).
+        cache: the verdict store; ``None`` judges every pair every time (seconds are still recorded).
 
     Attributes:
-        judge_calls: scorer calls made; ``judged``: pairs the judge scored; ``cached``: pairs read back.
-        seconds: per pair of the last call, the judge's seconds for it (measured or as cached).
+        judge_calls: times the judge ran; ``judged``: pairs it judged; ``cached``: pairs read back.
+        Per pair of the last call: ``seconds`` (measured or as cached), ``usd`` and ``tokens`` (API judges
+        only, ``None`` where unknown).
     """
 
-    def __init__(self, make_scorer: Callable[[], PairScorer], identity: dict, cache: VerdictCache | None) -> None:
-        self._make_scorer = make_scorer
-        self._scorer: PairScorer | None = None
+    records_costs = False  # whether the judge's verdicts come with dollars and tokens (API judges)
+
+    def __init__(self, identity: dict, cache: VerdictCache | None) -> None:
         self.identity_sha = identity_digest(identity)
         self.judge_name = str(identity.get("name", ""))
         self.cache = cache
@@ -159,34 +162,70 @@ class CachedScorer:
         self.judged = 0
         self.cached = 0
         self.seconds: list[float] = []
+        self.usd: list[float | None] = []
+        self.tokens: list[float | None] = []
+
+    def _judge_missing(
+        self, instructions: list[str], outputs_1: list[str], outputs_2: list[str]
+    ) -> tuple[list[tuple[float, float] | None], list[tuple[float | None, float | None]] | None, Exception | None]:
+        """Judge these pairs (each one once): per pair ``(verdict, seconds)`` or ``None`` where the judge
+        gave none, per pair ``(usd, tokens)`` or ``None`` when the judge records no cost, and the error to
+        raise once the verdicts it did give are stored (``None`` when every pair got one)."""
+        raise NotImplementedError
 
     def __call__(self, instructions: list[str], outputs_1: list[str], outputs_2: list[str]) -> list[float]:
+        """P(output_2 beats output_1) per pair, from the cache or from the judge."""
         keys = [
             verdict_key(self.identity_sha, i, a, b) for i, a, b in zip(instructions, outputs_1, outputs_2, strict=True)
         ]
         found = self.cache.get_many(keys) if self.cache is not None else {}
+        costs = self.cache.get_costs(keys) if self.cache is not None and self.records_costs else {}
         todo = [k for k in dict.fromkeys(keys) if k not in found]
         if todo:
             first = {k: n for n, k in reversed(list(enumerate(keys)))}  # first position of each key
             rows = [first[k] for k in todo]
-            if self._scorer is None:
-                self._scorer = self._make_scorer()
-            start = time.perf_counter()
-            verdicts = self._scorer(
+            verdicts, new_costs, error = self._judge_missing(
                 [instructions[n] for n in rows], [outputs_1[n] for n in rows], [outputs_2[n] for n in rows]
             )
-            per_pair = (time.perf_counter() - start) / len(rows)
             if len(verdicts) != len(rows):
                 raise ValueError(f"judge {self.judge_name!r} returned {len(verdicts)} verdicts for {len(rows)} pairs")
             self.judge_calls += 1
-            self.judged += len(rows)
-            new = {k: (float(v), per_pair) for k, v in zip(todo, verdicts, strict=True)}
+            new = {k: v for k, v in zip(todo, verdicts, strict=True) if v is not None}
+            new_costs = {k: c for k, c in zip(todo, new_costs or [], strict=False) if k in new}
+            self.judged += len(new)
             if self.cache is not None:
-                self.cache.put_many(self.judge_name, new)
-            found = {**found, **new}
+                self.cache.put_many(self.judge_name, new, new_costs)  # what it did judge is kept, even on error
+            if error is not None:
+                raise error
+            found, costs = {**found, **new}, {**costs, **new_costs}
         self.cached += len(keys) - len(todo)
         if self.cache is not None:
             self.cache.hits += len(keys) - len(todo)
             self.cache.misses += len(todo)
         self.seconds = [found[k][1] for k in keys]
+        self.usd = [costs.get(k, (None, None))[0] for k in keys]
+        self.tokens = [costs.get(k, (None, None))[1] for k in keys]
         return [found[k][0] for k in keys]
+
+
+class CachedScorer(CachedPairJudge):
+    """A local pair scorer behind the verdict cache, built lazily.
+
+    Args:
+        make_scorer: builds the judge's pair scorer (called at most once, on the first miss: a fully
+            cached evaluation never loads the judge's model).
+        identity, cache: as :class:`CachedPairJudge`.
+    """
+
+    def __init__(self, make_scorer: Callable[[], PairScorer], identity: dict, cache: VerdictCache | None) -> None:
+        super().__init__(identity, cache)
+        self._make_scorer = make_scorer
+        self._scorer: PairScorer | None = None
+
+    def _judge_missing(self, instructions, outputs_1, outputs_2):
+        if self._scorer is None:
+            self._scorer = self._make_scorer()
+        start = time.perf_counter()
+        verdicts = self._scorer(instructions, outputs_1, outputs_2)
+        per_pair = (time.perf_counter() - start) / len(instructions)
+        return [(float(v), per_pair) for v in verdicts], None, None
