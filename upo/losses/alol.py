@@ -10,10 +10,11 @@ reads loss = -max(A, 0) * sg(clip(ratio)) * log pi(y|x) (the authors' code multi
 by the detached clamped ratio and the clamped advantage; their default eps is 0.9).
 
 What differs here, and why:
-- Reward R(x, y) = p(y) + aux_weight * r_aux(y): p is the per-response preference score (the data's gold
-  oracle z-scored on the training responses, or +0.5 / -0.5 from the binary label when the data has
-  none; ``preference_scores`` need) and r_aux the weighted normalised designer rewards, as for PPO's
-  reward (whose reward model the offline trainer does not load).
+- Reward R(x, y) = p(y) + aux_weight * r_aux(y): p is the per-response preference score of the
+  ``preference_scores`` need, from the method file's source (``upo.train.preference_scores``: the
+  cross-fitted Bradley-Terry reward models trained on the binary labels, A-LoL's default, so it gets no
+  information UPO lacks; +0.5 / -0.5 from the label where a size trains no reward model) and r_aux the
+  weighted normalised designer rewards, as in PPO's reward.
 - V_ref(x): A-LoL fits a value head on the reference's own samples; the offline trainer does not sample,
   so the baseline is the mean reward of the prompt's two dataset responses (a two-sample Monte Carlo
   estimate of the data's value at x). The advantages are then +-(R_w - R_l) / 2: exactly the response with
