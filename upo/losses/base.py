@@ -11,7 +11,7 @@ Needs a loss can declare (the trainer provides exactly these, see ``upo.train.in
     ``rejected``           the rejected response is forwarded too (every pairwise loss; not SFT)
     ``reference``          cached reference log-probs of the pair
     ``aux_rewards``        weighted, normalised auxiliary rewards of both responses
-    ``preference_scores``  per-response preference scores (the z-scored gold oracle; relabelling)
+    ``preference_scores``  per-response preference scores p(y) (``upo.train.preference_scores``; relabelling, A-LoL)
     ``value``              V(x) of a side module the loss owns (``LossSpec.side_module``), e.g. UPO's
     ``sequence_scores``    the model is a scalar-head scorer (reward model): one score per response
     ``kl_logps``           log-probs of mismatched pairs (x_i, y'_i), y' another pair's response, under
@@ -57,7 +57,7 @@ class LossInputs:
     aux_chosen_rewards: torch.Tensor | None = None  # r_aux(x, y_w) = sum_k c_k norm_k(r_k)
     aux_rejected_rewards: torch.Tensor | None = None
     prompt_values: torch.Tensor | None = None  # V_psi(x), detached from the policy trunk
-    chosen_preference_scores: torch.Tensor | None = None  # p(y_w): z-scored gold oracle (relabelling)
+    chosen_preference_scores: torch.Tensor | None = None  # p(y_w): cross-fitted RM, +-0.5 label or oracle
     rejected_preference_scores: torch.Tensor | None = None
     chosen_scores: torch.Tensor | None = None  # a scalar-head model's score r(x, y_w) (reward model)
     rejected_scores: torch.Tensor | None = None
