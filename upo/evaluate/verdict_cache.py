@@ -184,14 +184,14 @@ class CachedPairJudge:
         if todo:
             first = {k: n for n, k in reversed(list(enumerate(keys)))}  # first position of each key
             rows = [first[k] for k in todo]
-            verdicts, new_costs, error = self._judge_missing(
+            verdicts, pair_costs, error = self._judge_missing(
                 [instructions[n] for n in rows], [outputs_1[n] for n in rows], [outputs_2[n] for n in rows]
             )
             if len(verdicts) != len(rows):
                 raise ValueError(f"judge {self.judge_name!r} returned {len(verdicts)} verdicts for {len(rows)} pairs")
             self.judge_calls += 1
             new = {k: v for k, v in zip(todo, verdicts, strict=True) if v is not None}
-            new_costs = {k: c for k, c in zip(todo, new_costs or [], strict=False) if k in new}
+            new_costs = {} if pair_costs is None else {k: c for k, c in zip(todo, pair_costs, strict=True) if k in new}
             self.judged += len(new)
             if self.cache is not None:
                 self.cache.put_many(self.judge_name, new, new_costs)  # what it did judge is kept, even on error
