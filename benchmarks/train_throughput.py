@@ -82,9 +82,9 @@ CHILDREN = {
     "ours-paired": child_paired,
     "loss-check": child_loss_check,
 }
-# (warm-up, timed) steps per model. SmolLM2 needs two warm-up steps: every new padded length makes oneDNN
-# build (JIT) kernels for the step's matmul shapes, and the second step, the first at a new length after
-# the optimizer state exists, took 5.7 s against 2.5-3.6 s for the steps after it (idle machine, 1 thread).
+# (warm-up, timed) steps per model. SmolLM2 needs two warm-up steps: the second step of a process took
+# 5.7 s against 2.5-3.7 s for the steps after it (idle machine, 1 thread); a second trainer session in the
+# same process did not have the slow step, so it is process warm-up (kernels, allocator), paid once.
 DEFAULT_STEPS = {"tiny": (3, 20), "smollm2-135m": (2, 3)}
 QUICK_CONFIGS = ["ours-dpo", "ours-upo", "trl-default", "trl-precomputed", "ours-paired", "loss-check"]
 FULL_CONFIGS = QUICK_CONFIGS[:4] + ["trl-precomputed-nogc"] + QUICK_CONFIGS[4:]
